@@ -1,0 +1,191 @@
+//! Runtime configuration, read once per cold start from the environment.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The smallest signing secret we accept: HS256 wants at least 256 bits of key.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Everything a function or the local gateway needs to serve requests.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: SecretString,
+    pub jwt_secret: SecretString,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// The API Gateway management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`
+    /// in AWS, `http://127.0.0.1:3001` locally). `None` disables real-time push.
+    pub ws_endpoint: Option<String>,
+    pub db_max_connections: u32,
+    pub limits: Limits,
+}
+
+/// Abuse limits; generous defaults, tunable per deployment.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Failed logins for one account within `login_window` before it is locked for that window.
+    pub login_failures_per_account: i32,
+    /// Failed logins from one client address within `login_window`.
+    pub login_failures_per_address: i32,
+    pub login_window: Duration,
+    /// How many PostToConnection calls one push keeps in flight.
+    pub push_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            login_failures_per_account: 10,
+            login_failures_per_address: 100,
+            login_window: Duration::from_secs(15 * 60),
+            push_concurrency: 64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// Required: `DATABASE_URL`, `JWT_SECRET` (at least 32 bytes). Optional: `JWT_ISSUER`,
+    /// `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`, `WS_ENDPOINT`,
+    /// `DB_MAX_CONNECTIONS`, `LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_ADDRESS`,
+    /// `LOGIN_WINDOW_SECS`, `PUSH_CONCURRENCY`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so callers can layer their own sources.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(name).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: format!("expected a whole number, got {v:?}"),
+                }),
+            }
+        };
+        let database_url = SecretString::from(required("DATABASE_URL")?);
+        let jwt_secret = SecretString::from(required("JWT_SECRET")?);
+        check_jwt_secret(&jwt_secret)?;
+        let defaults = Limits::default();
+        let limits = Limits {
+            login_failures_per_account: i32::try_from(number(
+                "LOGIN_FAILURES_PER_ACCOUNT",
+                defaults.login_failures_per_account as u64,
+            )?)
+            .unwrap_or(i32::MAX),
+            login_failures_per_address: i32::try_from(number(
+                "LOGIN_FAILURES_PER_ADDRESS",
+                defaults.login_failures_per_address as u64,
+            )?)
+            .unwrap_or(i32::MAX),
+            login_window: Duration::from_secs(number(
+                "LOGIN_WINDOW_SECS",
+                defaults.login_window.as_secs(),
+            )?),
+            push_concurrency: number("PUSH_CONCURRENCY", defaults.push_concurrency as u64)?.max(1)
+                as usize,
+        };
+        Ok(Self {
+            database_url,
+            jwt_secret,
+            jwt_issuer: lookup("JWT_ISSUER")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "blockchat".into()),
+            jwt_audience: lookup("JWT_AUDIENCE")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "blockchat-api".into()),
+            access_token_ttl: Duration::from_secs(number("ACCESS_TOKEN_TTL_SECS", 15 * 60)?.max(1)),
+            refresh_token_ttl: Duration::from_secs(
+                number("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?.max(1),
+            ),
+            ws_endpoint: lookup("WS_ENDPOINT").filter(|v| !v.is_empty()),
+            db_max_connections: u32::try_from(number("DB_MAX_CONNECTIONS", 2)?.max(1))
+                .unwrap_or(u32::MAX),
+            limits,
+        })
+    }
+}
+
+fn check_jwt_secret(secret: &SecretString) -> Result<(), ConfigError> {
+    let len = secret.expose_secret().len();
+    if len < MIN_JWT_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            name: "JWT_SECRET",
+            reason: format!(
+                "it is {len} bytes long; HS256 needs at least {MIN_JWT_SECRET_BYTES} random bytes \
+                 (for example `openssl rand -base64 48`)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn short_jwt_secret_is_refused_with_a_reason() {
+        let err = config(&[("DATABASE_URL", "postgres://x"), ("JWT_SECRET", "short")])
+            .expect_err("a 5-byte secret must be refused");
+        let message = err.to_string();
+        assert!(message.contains("JWT_SECRET"), "{message}");
+        assert!(message.contains("32"), "{message}");
+    }
+
+    #[test]
+    fn missing_database_url_is_named() {
+        let err = config(&[("JWT_SECRET", SECRET)]).expect_err("DATABASE_URL is required");
+        assert_eq!(err.to_string(), "DATABASE_URL is not set");
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_values_are_absent() {
+        let c = config(&[("DATABASE_URL", "postgres://x"), ("JWT_SECRET", SECRET)])
+            .expect("valid config");
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.jwt_issuer, "blockchat");
+        assert_eq!(c.db_max_connections, 2);
+        assert!(c.ws_endpoint.is_none());
+    }
+
+    #[test]
+    fn non_numeric_ttl_is_refused() {
+        let err = config(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", SECRET),
+            ("ACCESS_TOKEN_TTL_SECS", "soon"),
+        ])
+        .expect_err("must refuse");
+        assert!(err.to_string().contains("ACCESS_TOKEN_TTL_SECS"));
+    }
+}

@@ -1,0 +1,26 @@
+//! Every SQL statement of the product, one module per table. All values are bind parameters.
+
+pub mod login_failures;
+pub mod refresh_tokens;
+pub mod users;
+
+/// Escapes `%`, `_` and `\` for a `LIKE` pattern that matches a literal prefix.
+pub fn like_prefix(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() + 1);
+    for c in raw.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_prefix_escapes_wildcards() {
+        assert_eq!(super::like_prefix("a_b%"), "a\\_b\\%%");
+    }
+}

@@ -1,0 +1,184 @@
+//! `users`: accounts, profiles and chosen presence.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor};
+
+use crate::error::{Error, OnConstraint, Result};
+
+/// A user as others see them, with presence derived from live connections.
+#[derive(Clone, Debug, FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub status: String,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The columns of [`UserRow`]; `status` is `online` only while a connection lives and the user
+/// has not chosen otherwise.
+const USER_COLUMNS: &str = "u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at, \
+    CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id) THEN 'offline' \
+         WHEN u.status_choice = 'auto' THEN 'online' \
+         ELSE u.status_choice END AS status";
+
+fn taken(e: Result<UserRow, sqlx::Error>) -> Result<UserRow> {
+    e.on_constraint("users_username_key", || {
+        Error::conflict("username_taken", "that username is already taken")
+    })
+    .on_constraint("users_email_key", || {
+        Error::conflict("email_taken", "that email address is already registered")
+    })
+}
+
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    username: &str,
+    email: &str,
+    password_hash: &str,
+) -> Result<UserRow> {
+    let sql = format!(
+        "INSERT INTO users AS u (username, email, password_hash) VALUES ($1, $2, $3) \
+         RETURNING {USER_COLUMNS}"
+    );
+    taken(
+        sqlx::query_as(&sql)
+            .bind(username)
+            .bind(email)
+            .bind(password_hash)
+            .fetch_one(db)
+            .await,
+    )
+}
+
+pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<UserRow>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(db).await?)
+}
+
+/// Which of `ids` exist, for validating member lists.
+pub async fn existing_ids(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM users WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// One page of users ordered by id, optionally only those whose username starts with `prefix`.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    prefix: Option<&str>,
+    after_id: Option<i64>,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<UserRow>> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users u \
+         WHERE ($1::text IS NULL OR lower(u.username) LIKE lower($1) ESCAPE '\\') \
+           AND ($2::bigint IS NULL OR u.id > $2) \
+         ORDER BY u.id OFFSET $3 LIMIT $4"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(prefix.map(super::like_prefix))
+        .bind(after_id)
+        .bind(skip)
+        .bind(limit)
+        .fetch_all(db)
+        .await?)
+}
+
+/// The account a login names, by username or email, ignoring case: `(id, password_hash)`.
+pub async fn credentials(db: impl PgExecutor<'_>, login: &str) -> Result<Option<(i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, password_hash FROM users \
+         WHERE lower(username) = lower($1) OR lower(email) = lower($1) LIMIT 1",
+    )
+    .bind(login)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn password_hash(db: impl PgExecutor<'_>, id: i64) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// The changes a profile update may carry; `None` leaves a column as it is.
+#[derive(Debug, Default)]
+pub struct ProfileChange<'a> {
+    pub username: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+}
+
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    change: ProfileChange<'_>,
+) -> Result<Option<UserRow>> {
+    let sql = format!(
+        "UPDATE users AS u SET \
+            username = COALESCE($2, u.username), \
+            email = COALESCE($3, u.email), \
+            display_name = COALESCE($4, u.display_name), \
+            password_hash = COALESCE($5, u.password_hash), \
+            updated_at = now() \
+         WHERE u.id = $1 RETURNING {USER_COLUMNS}"
+    );
+    let result = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(change.username)
+        .bind(change.email)
+        .bind(change.display_name)
+        .bind(change.password_hash)
+        .fetch_optional(db)
+        .await;
+    match result {
+        Ok(row) => Ok(row),
+        Err(e) => taken(Err(e)).map(Some),
+    }
+}
+
+/// Records the user's chosen presence (`auto`, `away` or `offline`).
+pub async fn set_status_choice(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    choice: &str,
+) -> Result<Option<UserRow>> {
+    let sql = format!(
+        "UPDATE users AS u SET status_choice = $2, updated_at = now() WHERE u.id = $1 \
+         RETURNING {USER_COLUMNS}"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(id)
+        .bind(choice)
+        .fetch_optional(db)
+        .await?)
+}
+
+pub async fn touch_last_seen(db: impl PgExecutor<'_>, id: i64) -> Result<()> {
+    sqlx::query("UPDATE users SET last_seen = now() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the account; sessions, connections and memberships cascade, messages keep a NULL
+/// author.
+pub async fn delete(db: impl PgExecutor<'_>, id: i64) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,319 @@
+//! Extractors whose rejections speak problem+json, and the authenticated caller.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::auth::tokens::JwtKeys;
+use crate::error::{Error, FieldError};
+use crate::http::MAX_BODY_BYTES;
+use crate::state::AppState;
+
+/// A JSON body. Unreadable JSON is 400, a body of the wrong shape is 422 naming the field, a
+/// body over the limit is 413, and a non-JSON content type is 415.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(kind) = content_type(req.headers())
+            && !is_json(&kind)
+        {
+            return Err(Error::UnsupportedMediaType(kind));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// A body that may be JSON or an HTML form (`application/x-www-form-urlencoded`), as the
+/// OAuth2 password flow sends it.
+pub struct JsonOrForm<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonOrForm<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let kind = content_type(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        match kind {
+            Some(k) if k.starts_with("application/x-www-form-urlencoded") => {
+                serde_urlencoded::from_bytes(&bytes)
+                    .map(JsonOrForm)
+                    .map_err(|e| shape_error(String::new(), e.to_string()))
+            }
+            Some(k) if !is_json(&k) => Err(Error::UnsupportedMediaType(k)),
+            _ => parse_json(&bytes).map(JsonOrForm),
+        }
+    }
+}
+
+/// Query parameters; a value of the wrong type is 422 naming the parameter.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| {
+                let text = e.body_text();
+                let message = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text)
+                    .to_owned();
+                shape_error("query".into(), message)
+            })
+    }
+}
+
+/// A path parameter; an id that is not a number is 422 rather than axum's plain-text 400.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e: PathRejection| {
+                Error::Validation(vec![FieldError::new("path", e.body_text())])
+            })
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+}
+
+fn is_json(kind: &str) -> bool {
+    let essence = kind.split(';').next().unwrap_or("").trim();
+    essence == "application/json" || essence.ends_with("+json") || essence == "text/plain"
+}
+
+fn body_rejection(e: BytesRejection) -> Error {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        Error::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+    } else {
+        Error::bad_request("unreadable_body", e.body_text())
+    }
+}
+
+/// Syntax errors are 400; a well-formed document of the wrong shape is 422 with the field path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::bad_request(
+            "malformed_json",
+            "the request body is empty; send a JSON document",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = match result {
+        Ok(value) => value,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data => shape_error(path, strip_position(&inner)),
+                _ => Error::bad_request(
+                    "malformed_json",
+                    format!(
+                        "the request body is not valid JSON: {}",
+                        strip_position(&inner)
+                    ),
+                ),
+            });
+        }
+    };
+    de.end().map_err(|e| {
+        Error::bad_request(
+            "malformed_json",
+            format!("the request body is not valid JSON: {}", strip_position(&e)),
+        )
+    })?;
+    Ok(value)
+}
+
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.find(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// A 422 for a body of the wrong shape. serde names a missing field only inside its message,
+/// so it is lifted out to the `field` entry.
+fn shape_error(path: String, message: String) -> Error {
+    let field = if path.is_empty() || path == "." {
+        message
+            .split('`')
+            .nth(1)
+            .filter(|_| {
+                message.starts_with("missing field") || message.starts_with("unknown field")
+            })
+            .unwrap_or("body")
+            .to_owned()
+    } else {
+        path
+    };
+    Error::Validation(vec![FieldError::new(field, message)])
+}
+
+/// The caller, proven by a valid access token. Verifying it needs no database call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthUser {
+    pub id: i64,
+    /// The refresh-token family this access token belongs to.
+    pub session: Option<i64>,
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let token = bearer_token(&parts.headers)?;
+        let keys: &JwtKeys = &state.keys;
+        let claims = keys.verify_access(token)?;
+        Ok(AuthUser {
+            id: claims.user_id,
+            session: claims.sid,
+        })
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Error> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or(Error::Unauthorized(
+            "missing_token",
+            "an Authorization: Bearer token is required",
+        ))?
+        .to_str()
+        .map_err(|_| {
+            Error::Unauthorized("invalid_token", "the Authorization header is malformed")
+        })?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(Error::Unauthorized(
+        "invalid_token",
+        "the Authorization header must be `Bearer <token>`",
+    ))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(Error::Unauthorized(
+            "invalid_token",
+            "the Authorization header must be `Bearer <token>`",
+        ));
+    }
+    Ok(token.trim())
+}
+
+/// The client's address, as API Gateway saw it (`requestContext.http.sourceIp`).
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        use lambda_http::request::RequestContext;
+        let ip = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+            _ => None,
+        };
+        Ok(ClientIp(ip.unwrap_or_else(|| "unknown".into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: u32,
+    }
+
+    #[test]
+    fn broken_json_is_a_bad_request() {
+        let err = parse_json::<Body>(b"{\"name\": ").expect_err("must fail");
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.code(), "malformed_json");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let err = parse_json::<Body>(br#"{"name":"a","count":"x"}"#).expect_err("must fail");
+        assert_eq!(err.status(), 422);
+        let Error::Validation(fields) = err else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(fields[0].field, "count");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let err = parse_json::<Body>(br#"{"name":"a"}"#).expect_err("must fail");
+        let Error::Validation(fields) = err else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(fields[0].field, "count");
+    }
+
+    #[test]
+    fn trailing_garbage_is_malformed() {
+        let err = parse_json::<Body>(br#"{"name":"a","count":1} x"#).expect_err("must fail");
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "bearer abc".parse().expect("header"));
+        assert_eq!(bearer_token(&headers).expect("token"), "abc");
+        headers.insert(AUTHORIZATION, "Basic abc".parse().expect("header"));
+        assert_eq!(bearer_token(&headers).expect_err("basic").status(), 401);
+    }
+}
