@@ -30,12 +30,27 @@ use crate::http;
         http::users::delete_user,
         http::users::get_status,
         http::users::put_status,
+        http::chats::list_chats,
+        http::chats::create_chat,
+        http::chats::get_chat,
+        http::chats::rename_chat,
+        http::chats::delete_chat,
+        http::chats::add_members,
+        http::chats::remove_member,
+        http::messages::list_messages,
+        http::messages::send_message,
+        http::messages::edit_message,
+        http::messages::delete_message,
+        http::messages::read_status,
+        http::messages::mark_read,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "Profiles and presence"),
+        (name = "chats", description = "Direct and group chats, and their members"),
+        (name = "messages", description = "Messages and read tracking"),
     )
 )]
 pub struct ApiDoc;

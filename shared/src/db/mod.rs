@@ -1,6 +1,9 @@
 //! Every SQL statement of the product, one module per table. All values are bind parameters.
 
+pub mod chats;
 pub mod login_failures;
+pub mod members;
+pub mod messages;
 pub mod refresh_tokens;
 pub mod users;
 

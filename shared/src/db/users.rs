@@ -19,7 +19,7 @@ pub struct UserRow {
 
 /// The columns of [`UserRow`]; `status` is `online` only while a connection lives and the user
 /// has not chosen otherwise.
-const USER_COLUMNS: &str = "u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at, \
+pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at, \
     CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id) THEN 'offline' \
          WHEN u.status_choice = 'auto' THEN 'online' \
          ELSE u.status_choice END AS status";

@@ -12,8 +12,11 @@ use crate::error::Error;
 use crate::state::AppState;
 
 pub mod auth;
+pub mod chats;
+pub mod messages;
 pub mod pagination;
 pub mod users;
+pub mod views;
 
 /// Request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -23,16 +26,20 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub enum Group {
     Auth,
     Users,
+    Chats,
+    Messages,
 }
 
 impl Group {
-    pub const ALL: [Group; 2] = [Group::Auth, Group::Users];
+    pub const ALL: [Group; 4] = [Group::Auth, Group::Users, Group::Chats, Group::Messages];
 
     /// The function's name, as in `functions/<name>` and `template.yaml`.
     pub fn name(self) -> &'static str {
         match self {
             Group::Auth => "auth",
             Group::Users => "users",
+            Group::Chats => "chats",
+            Group::Messages => "messages",
         }
     }
 
@@ -40,9 +47,11 @@ impl Group {
     /// Paths outside every group go to `auth`, whose fallback answers 404 like the others.
     pub fn for_path(path: &str) -> Group {
         let rest = path.strip_prefix("/api").unwrap_or(path);
-        let first = rest.trim_start_matches('/').split('/').next().unwrap_or("");
-        match first {
-            "users" => Group::Users,
+        let mut segments = rest.trim_start_matches('/').split('/');
+        match (segments.next(), segments.next(), segments.next()) {
+            (Some("users"), ..) => Group::Users,
+            (Some("chats"), Some(_), Some("messages")) => Group::Messages,
+            (Some("chats"), ..) => Group::Chats,
             _ => Group::Auth,
         }
     }
@@ -56,6 +65,8 @@ pub fn app(group: Group, state: AppState) -> App {
     let router = match group {
         Group::Auth => auth::router(),
         Group::Users => users::router(),
+        Group::Chats => chats::router(),
+        Group::Messages => messages::router(),
     };
     NormalizePathLayer::trim_trailing_slash().layer(finish(router, state))
 }
@@ -87,4 +98,26 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Group;
+
+    #[test]
+    fn paths_go_to_the_function_that_template_yaml_routes_them_to() {
+        assert_eq!(Group::for_path("/api/auth/login"), Group::Auth);
+        assert_eq!(Group::for_path("/api/openapi.json"), Group::Auth);
+        assert_eq!(Group::for_path("/api/users"), Group::Users);
+        assert_eq!(Group::for_path("/api/users/7/status"), Group::Users);
+        assert_eq!(Group::for_path("/api/chats"), Group::Chats);
+        assert_eq!(Group::for_path("/api/chats/"), Group::Chats);
+        assert_eq!(Group::for_path("/api/chats/3/members/4"), Group::Chats);
+        assert_eq!(Group::for_path("/api/chats/3/messages"), Group::Messages);
+        assert_eq!(
+            Group::for_path("/api/chats/3/messages/read"),
+            Group::Messages
+        );
+        assert_eq!(Group::for_path("/nowhere"), Group::Auth);
+    }
 }

@@ -288,7 +288,14 @@ pub async fn delete_user(
         return Err(Error::NotFound("user not found"));
     }
     only_self(caller, user_id, "you can only delete your own account")?;
-    db::users::delete(&state.db, user_id).await?;
+    let mut tx = state.db.begin().await?;
+    // Leave every group the way a member would: admin passes on, empty groups go.
+    for chat_id in db::members::groups_where_sole_admin(&mut *tx, user_id).await? {
+        crate::http::chats::remove_from_group(&mut tx, chat_id, user_id).await?;
+    }
+    db::chats::delete_groups_only_member(&mut *tx, user_id).await?;
+    db::users::delete(&mut *tx, user_id).await?;
+    tx.commit().await?;
     tracing::info!(user_id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }

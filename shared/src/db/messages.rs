@@ -1,0 +1,199 @@
+//! `messages`: per-chat gap-free `seq`, idempotent sends, edits and tombstones.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct MessageRow {
+    pub id: i64,
+    pub chat_id: i64,
+    pub seq: i64,
+    pub user_id: Option<i64>,
+    /// The author's username; `None` once the account is deleted.
+    pub username: Option<String>,
+    pub content: String,
+    pub client_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.chat_id, m.seq, m.user_id, u.username, m.content, m.client_id, \
+     m.created_at, m.updated_at, m.edited_at, m.deleted_at";
+
+#[derive(FromRow)]
+struct InsertedRow {
+    #[sqlx(flatten)]
+    row: MessageRow,
+    alone: bool,
+}
+
+/// What a send produced.
+pub enum Sent {
+    /// Stored; `alone` when the sender is the chat's only member (so it is read already).
+    Created { row: MessageRow, alone: bool },
+    /// The same sender already sent this `client_id` in this chat.
+    Duplicate(MessageRow),
+}
+
+/// Stores a message in one statement: takes the next `seq` from the chat row (sends to one chat
+/// serialize there; other chats are not touched), inserts, and moves the sender's read cursor
+/// to it. A failure rolls all three back, so `seq` has no gaps. `None`: not a member.
+pub async fn insert(
+    db: impl PgExecutor<'_> + Copy,
+    chat_id: i64,
+    user_id: i64,
+    content: &str,
+    client_id: Option<&str>,
+) -> Result<Option<Sent>> {
+    let sql = format!(
+        "WITH s AS ( \
+             UPDATE chats SET last_seq = last_seq + 1, last_activity_at = now() \
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2) \
+             RETURNING last_seq), \
+         m AS ( \
+             INSERT INTO messages (chat_id, seq, user_id, content, client_id) \
+             SELECT $1, s.last_seq, $2, $3, $4 FROM s RETURNING *), \
+         r AS ( \
+             UPDATE chat_members SET last_read_seq = (SELECT seq FROM m), last_read_at = now() \
+             WHERE chat_id = $1 AND user_id = $2) \
+         SELECT {MESSAGE_COLUMNS}, \
+             NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id <> $2) AS alone \
+         FROM m JOIN users u ON u.id = m.user_id"
+    );
+    let result = sqlx::query_as::<_, InsertedRow>(&sql)
+        .bind(chat_id)
+        .bind(user_id)
+        .bind(content)
+        .bind(client_id)
+        .fetch_optional(db)
+        .await;
+    match result {
+        Ok(inserted) => Ok(inserted.map(|i| Sent::Created {
+            row: i.row,
+            alone: i.alone,
+        })),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("messages_client_id_key") => {
+            // A concurrent retry of the same send won the race: answer with its message.
+            let Some(client_id) = client_id else {
+                return Err(Error::internal("client_id conflict without a client_id"));
+            };
+            Ok(find_by_client_id(db, chat_id, user_id, client_id)
+                .await?
+                .map(Sent::Duplicate))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn find_by_client_id(
+    db: impl PgExecutor<'_>,
+    chat_id: i64,
+    user_id: i64,
+    client_id: &str,
+) -> Result<Option<MessageRow>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id \
+         WHERE m.chat_id = $1 AND m.user_id = $2 AND m.client_id = $3"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(chat_id)
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_optional(db)
+        .await?)
+}
+
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    chat_id: i64,
+    message_id: i64,
+) -> Result<Option<MessageRow>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id \
+         WHERE m.chat_id = $1 AND m.id = $2"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(chat_id)
+        .bind(message_id)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Which way a page of messages runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first, optionally only `seq < before`.
+    NewestFirst { before: Option<i64> },
+    /// Oldest first from `seq > after` (catching up after a reconnect).
+    OldestFirst { after: i64 },
+}
+
+/// One page, walked on the `(chat_id, seq)` index.
+pub async fn page(
+    db: impl PgExecutor<'_>,
+    chat_id: i64,
+    order: Order,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>> {
+    let (filter, direction, bound) = match order {
+        Order::NewestFirst { before } => ("($2::bigint IS NULL OR m.seq < $2)", "DESC", before),
+        Order::OldestFirst { after } => ("m.seq > $2", "ASC", Some(after)),
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id \
+         WHERE m.chat_id = $1 AND {filter} ORDER BY m.seq {direction} OFFSET $3 LIMIT $4"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(chat_id)
+        .bind(bound)
+        .bind(skip)
+        .bind(limit)
+        .fetch_all(db)
+        .await?)
+}
+
+/// The newest message of each chat, found through `chats.last_seq`.
+pub async fn latest_of(db: impl PgExecutor<'_>, chat_ids: &[i64]) -> Result<Vec<MessageRow>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chats c \
+         JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq \
+         LEFT JOIN users u ON u.id = m.user_id WHERE c.id = ANY($1)"
+    );
+    Ok(sqlx::query_as(&sql).bind(chat_ids).fetch_all(db).await?)
+}
+
+/// Replaces the content of a live message.
+pub async fn edit(
+    db: impl PgExecutor<'_>,
+    message_id: i64,
+    content: &str,
+) -> Result<Option<MessageRow>> {
+    let sql = format!(
+        "WITH m AS (UPDATE messages SET content = $2, edited_at = now(), updated_at = now() \
+                    WHERE id = $1 AND deleted_at IS NULL RETURNING *) \
+         SELECT {MESSAGE_COLUMNS} FROM m LEFT JOIN users u ON u.id = m.user_id"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(message_id)
+        .bind(content)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Leaves a tombstone: the row and its `seq` stay, the content goes.
+pub async fn tombstone(db: impl PgExecutor<'_>, message_id: i64) -> Result<Option<MessageRow>> {
+    let sql = format!(
+        "WITH m AS (UPDATE messages SET content = '', deleted_at = now(), updated_at = now() \
+                    WHERE id = $1 AND deleted_at IS NULL RETURNING *) \
+         SELECT {MESSAGE_COLUMNS} FROM m LEFT JOIN users u ON u.id = m.user_id"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(message_id)
+        .fetch_optional(db)
+        .await?)
+}
