@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod openapi;
+pub mod realtime;
 pub mod state;
 pub mod telemetry;
 

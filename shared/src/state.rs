@@ -8,12 +8,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::auth::tokens::JwtKeys;
 use crate::config::{Config, ConfigError};
+use crate::realtime::Push;
 
 /// Cheap to clone: a pool handle and a few `Arc`s.
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
     pub keys: Arc<JwtKeys>,
+    pub push: Arc<Push>,
     pub config: Arc<Config>,
 }
 
@@ -26,13 +28,26 @@ pub enum StateError {
 }
 
 impl AppState {
-    /// Reads [`Config::from_env`] and builds the state. The pool connects lazily, so a cold
-    /// start pays for the database only when the first request needs it.
-    pub fn from_env() -> Result<Self, StateError> {
-        Self::new(Config::from_env()?)
+    /// Reads [`Config::from_env`] and builds the state for AWS: the pool connects lazily, so a
+    /// cold start pays for the database only when the first request needs it, and pushes use
+    /// the function's own AWS credentials.
+    pub async fn from_env() -> Result<Self, StateError> {
+        let config = Config::from_env()?;
+        let db = Self::lazy_pool(&config)?;
+        let sdk = match config.ws_endpoint {
+            Some(_) => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+            None => None,
+        };
+        Ok(Self::build(config, db, sdk.as_ref()))
     }
 
+    /// Builds the state for a local endpoint (no AWS credentials needed).
     pub fn new(config: Config) -> Result<Self, StateError> {
+        let db = Self::lazy_pool(&config)?;
+        Ok(Self::with_pool(config, db))
+    }
+
+    fn lazy_pool(config: &Config) -> Result<PgPool, StateError> {
         let options: PgConnectOptions = config
             .database_url
             .expose_secret()
@@ -42,14 +57,20 @@ impl AppState {
             .max_connections(config.db_max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_lazy_with(options);
-        Ok(Self::with_pool(config, db))
+        Ok(db)
     }
 
-    /// Builds the state over an existing pool (the local gateway and tests).
+    /// Builds the state over an existing pool, pushing to a local management endpoint (the
+    /// local gateway and tests).
     pub fn with_pool(config: Config, db: PgPool) -> Self {
+        Self::build(config, db, None)
+    }
+
+    fn build(config: Config, db: PgPool, sdk: Option<&aws_config::SdkConfig>) -> Self {
         Self {
-            db,
+            push: Arc::new(Push::new(db.clone(), &config, sdk)),
             keys: Arc::new(JwtKeys::new(&config)),
+            db,
             config: Arc::new(config),
         }
     }

@@ -56,6 +56,16 @@ pub async fn user_ids(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<i64>>
     )
 }
 
+/// The chats a user belongs to.
+pub async fn chats_of(db: impl PgExecutor<'_>, user_id: i64) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT chat_id FROM chat_members WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
 pub async fn count(db: impl PgExecutor<'_>, chat_id: i64) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM chat_members WHERE chat_id = $1")

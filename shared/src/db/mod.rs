@@ -1,6 +1,7 @@
 //! Every SQL statement of the product, one module per table. All values are bind parameters.
 
 pub mod chats;
+pub mod connections;
 pub mod login_failures;
 pub mod members;
 pub mod messages;

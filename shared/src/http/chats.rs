@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::extract::{AuthUser, Json, Path, Query};
 use crate::http::pagination::{NEXT_CURSOR, PageQuery, limit};
 use crate::http::views::ChatView;
+use crate::realtime::Event;
+use crate::realtime::events::ChatSummary;
 use crate::state::AppState;
 
 /// The most members a chat may have, its creator included.
@@ -307,7 +309,13 @@ pub async fn rename_chat(
     require_group_admin(&member, "only the group's admins can rename it")?;
     let name = ChatName::parse(body.name)?;
     db::chats::rename(&state.db, chat_id, name.as_str()).await?;
-    view_for(&state, chat_id, user.id).await.map(axum::Json)
+    let view = view_for(&state, chat_id, user.id).await?;
+    let event = Event::ChatUpdated {
+        chat_id,
+        chat: ChatSummary::from(&view),
+    };
+    state.push.to_chat(chat_id, &event).await;
+    Ok(axum::Json(view))
 }
 
 /// `DELETE /api/chats/{chat_id}` — delete a chat and its messages: a group's admins, or
@@ -332,8 +340,14 @@ pub async fn delete_chat(
             "only the group's admins can delete it",
         ));
     }
+    // The connections must be found before the memberships go with the chat.
+    let audience = db::connections::for_chat(&state.db, chat_id).await?;
     db::chats::delete(&state.db, chat_id).await?;
     tracing::info!(chat_id, "chat deleted");
+    state
+        .push
+        .to_connections(&audience, &Event::ChatDeleted { chat_id })
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -401,7 +415,16 @@ pub async fn add_members(
     }
     tx.commit().await?;
     tracing::info!(chat_id, added = added.len(), "members added");
-    view_for(&state, chat_id, user.id).await.map(axum::Json)
+    let view = view_for(&state, chat_id, user.id).await?;
+    if !added.is_empty() {
+        let event = Event::MemberAdded {
+            chat_id,
+            user_ids: added,
+            chat: ChatSummary::from(&view),
+        };
+        state.push.to_chat(chat_id, &event).await;
+    }
+    Ok(axum::Json(view))
 }
 
 /// What a removal did, for the caller and for the events that follow it.

@@ -17,6 +17,7 @@ use crate::extract::{AuthUser, Json, Path, Query};
 use crate::http::chats::{chat_not_found, membership};
 use crate::http::pagination::limit;
 use crate::http::views::{MessageView, ReadCursors};
+use crate::realtime::Event;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -231,7 +232,13 @@ pub async fn edit_message(
     let row = db::messages::edit(&state.db, message_id, content.as_str())
         .await?
         .ok_or_else(|| Error::conflict("message_deleted", "a deleted message cannot be edited"))?;
-    view_one(&state, row).await.map(axum::Json)
+    let view = view_one(&state, row).await?;
+    let event = Event::MessageUpdated {
+        chat_id,
+        message: view.clone(),
+    };
+    state.push.to_chat(chat_id, &event).await;
+    Ok(axum::Json(view))
 }
 
 /// `DELETE /api/chats/{chat_id}/messages/{message_id}` — delete a message: its author, or an
@@ -260,7 +267,13 @@ pub async fn delete_message(
             "only the author or a group admin can delete a message",
         ));
     }
-    db::messages::tombstone(&state.db, message_id).await?;
+    if let Some(row) = db::messages::tombstone(&state.db, message_id).await? {
+        let event = Event::MessageDeleted {
+            chat_id,
+            message: view_one(&state, row).await?,
+        };
+        state.push.to_chat(chat_id, &event).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -387,5 +400,13 @@ pub async fn mark_read(
         crate::extract::parse_json(&body)?
     };
     let marked = mark(&state, user.id, chat_id, body.up_to_seq).await?;
+    if marked.moved {
+        let event = Event::MessageRead {
+            chat_id,
+            user_id: user.id,
+            last_read_seq: marked.view.last_read_seq,
+        };
+        state.push.to_chat(chat_id, &event).await;
+    }
     Ok(axum::Json(marked.view))
 }

@@ -288,6 +288,8 @@ pub async fn delete_user(
         return Err(Error::NotFound("user not found"));
     }
     only_self(caller, user_id, "you can only delete your own account")?;
+    let connections = db::connections::of_user(&state.db, user_id).await?;
+    let chats = db::members::chats_of(&state.db, user_id).await?;
     let mut tx = state.db.begin().await?;
     // Leave every group the way a member would: admin passes on, empty groups go.
     for chat_id in db::members::groups_where_sole_admin(&mut *tx, user_id).await? {
@@ -297,6 +299,15 @@ pub async fn delete_user(
     db::users::delete(&mut *tx, user_id).await?;
     tx.commit().await?;
     tracing::info!(user_id, "account deleted");
+    state.push.close(&connections).await;
+    for chat_id in chats {
+        let event = crate::realtime::Event::MemberRemoved {
+            chat_id,
+            user_id,
+            new_admin: None,
+        };
+        state.push.to_chat(chat_id, &event).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -371,5 +382,12 @@ pub async fn put_status(
     let row = db::users::set_status_choice(&state.db, user_id, choice)
         .await?
         .ok_or(Error::NotFound("user not found"))?;
-    Ok(axum::Json(row.into()))
+    let view = StatusView::from(row);
+    let event = crate::realtime::Event::UserStatus {
+        user_id,
+        status: view.status,
+        last_seen: view.last_seen,
+    };
+    state.push.to_contacts(user_id, &event).await;
+    Ok(axum::Json(view))
 }

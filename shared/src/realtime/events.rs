@@ -1,0 +1,150 @@
+//! The server's events, as clients receive them: `{"type": "...", "chat_id": ..., ...}`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::Status;
+use crate::http::views::{ChatView, MessageView};
+
+/// API Gateway refuses WebSocket frames over 128 KiB.
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// A chat without the per-member fields (role, unread count), the same for every recipient.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ChatSummary {
+    pub id: i64,
+    pub name: Option<String>,
+    pub is_group_chat: bool,
+    pub created_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Member ids, longest-standing first (ids, not profiles, so that a 1,000-member group
+    /// still fits one frame).
+    pub user_ids: Vec<i64>,
+}
+
+impl From<&ChatView> for ChatSummary {
+    fn from(chat: &ChatView) -> Self {
+        Self {
+            id: chat.id,
+            name: chat.name.clone(),
+            is_group_chat: chat.is_group_chat,
+            created_by: chat.created_by,
+            created_at: chat.created_at,
+            updated_at: chat.updated_at,
+            user_ids: chat.users.iter().map(|u| u.id).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(tag = "type")]
+pub enum Event {
+    #[serde(rename = "message.created")]
+    MessageCreated { chat_id: i64, message: MessageView },
+    #[serde(rename = "message.updated")]
+    MessageUpdated { chat_id: i64, message: MessageView },
+    #[serde(rename = "message.deleted")]
+    MessageDeleted { chat_id: i64, message: MessageView },
+    /// A member's read cursor moved.
+    #[serde(rename = "message.read")]
+    MessageRead {
+        chat_id: i64,
+        user_id: i64,
+        last_read_seq: i64,
+    },
+    #[serde(rename = "chat.created")]
+    ChatCreated { chat_id: i64, chat: ChatSummary },
+    #[serde(rename = "chat.updated")]
+    ChatUpdated { chat_id: i64, chat: ChatSummary },
+    #[serde(rename = "chat.deleted")]
+    ChatDeleted { chat_id: i64 },
+    #[serde(rename = "member.added")]
+    MemberAdded {
+        chat_id: i64,
+        user_ids: Vec<i64>,
+        chat: ChatSummary,
+    },
+    #[serde(rename = "member.removed")]
+    MemberRemoved {
+        chat_id: i64,
+        user_id: i64,
+        /// Set when the removal made this member admin (the last admin left).
+        new_admin: Option<i64>,
+    },
+    #[serde(rename = "typing")]
+    Typing { chat_id: i64, user_id: i64 },
+    #[serde(rename = "user.status")]
+    UserStatus {
+        user_id: i64,
+        status: Status,
+        last_seen: Option<DateTime<Utc>>,
+    },
+}
+
+impl Event {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Frames sent to one connection in answer to its own frame.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Reply {
+    Ack {
+        client_id: Option<String>,
+        message: Box<MessageView>,
+    },
+    Pong,
+    Error {
+        code: String,
+        detail: String,
+    },
+}
+
+impl Reply {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_their_type_and_chat() {
+        let json = serde_json::to_value(Event::Typing {
+            chat_id: 3,
+            user_id: 9,
+        })
+        .expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "typing", "chat_id": 3, "user_id": 9})
+        );
+        let json = serde_json::to_value(Event::MessageRead {
+            chat_id: 3,
+            user_id: 9,
+            last_read_seq: 12,
+        })
+        .expect("serializes");
+        assert_eq!(json["type"], "message.read");
+        assert_eq!(json["last_read_seq"], 12);
+    }
+
+    #[test]
+    fn replies_are_tagged_in_lowercase() {
+        let json = serde_json::to_value(Reply::Pong).expect("serializes");
+        assert_eq!(json, serde_json::json!({"type": "pong"}));
+        let json = serde_json::to_value(Reply::Error {
+            code: "unknown_action".into(),
+            detail: "x".into(),
+        })
+        .expect("serializes");
+        assert_eq!(json["type"], "error");
+        assert_eq!(json["code"], "unknown_action");
+    }
+}

@@ -1,0 +1,244 @@
+//! Fan-out through the API Gateway management API (`PostToConnection`), concurrently and
+//! bounded. The same code talks to AWS and to the local gateway's `@connections` endpoint.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures::StreamExt;
+use sqlx::PgPool;
+
+use crate::config::Config;
+use crate::db;
+use crate::realtime::events::{Event, MAX_FRAME_BYTES, Reply};
+
+/// How often a throttled post (429) is tried again, with doubling pauses from 50 ms.
+const THROTTLE_RETRIES: u32 = 3;
+
+/// What a fan-out did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PushReport {
+    pub delivered: usize,
+    /// Connections that answered 410 Gone and were deleted.
+    pub gone: usize,
+    pub failed: usize,
+}
+
+enum Outcome {
+    Delivered,
+    Gone,
+    Failed,
+}
+
+pub struct Push {
+    client: Option<Client>,
+    db: PgPool,
+    concurrency: usize,
+}
+
+impl Push {
+    /// A pusher for `config.ws_endpoint`; without one, pushes do nothing. `sdk` carries AWS's
+    /// credentials and region; `None` means a local endpoint, which takes any static credentials.
+    pub fn new(db: PgPool, config: &Config, sdk: Option<&SdkConfig>) -> Self {
+        let client = config.ws_endpoint.as_ref().map(|endpoint| {
+            let builder = match sdk {
+                Some(sdk) => aws_sdk_apigatewaymanagement::config::Builder::from(sdk),
+                None => aws_sdk_apigatewaymanagement::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("us-east-1"))
+                    .credentials_provider(Credentials::new(
+                        "local",
+                        "local",
+                        None,
+                        None,
+                        "blockchat-local",
+                    )),
+            };
+            let timeouts = aws_smithy_types::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(5))
+                .connect_timeout(Duration::from_secs(2))
+                .build();
+            Client::from_conf(
+                builder
+                    .endpoint_url(endpoint.trim_end_matches('/'))
+                    .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+                    .timeout_config(timeouts)
+                    .build(),
+            )
+        });
+        Self {
+            client,
+            db,
+            concurrency: config.limits.push_concurrency,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Sends `event` to every live connection that sees `chat_id`.
+    pub async fn to_chat(&self, chat_id: i64, event: &Event) -> PushReport {
+        if !self.enabled() {
+            return PushReport::default();
+        }
+        match db::connections::for_chat(&self.db, chat_id).await {
+            Ok(ids) => self.to_connections(&ids, event).await,
+            Err(e) => {
+                tracing::error!(error = ?e, chat_id, "push: could not list connections");
+                PushReport::default()
+            }
+        }
+    }
+
+    /// Sends `event` to the connections of a chat's members but `except_user`.
+    pub async fn to_chat_except(
+        &self,
+        chat_id: i64,
+        except_user: i64,
+        event: &Event,
+    ) -> PushReport {
+        if !self.enabled() {
+            return PushReport::default();
+        }
+        match db::connections::for_chat_except(&self.db, chat_id, except_user).await {
+            Ok(ids) => self.to_connections(&ids, event).await,
+            Err(e) => {
+                tracing::error!(error = ?e, chat_id, "push: could not list connections");
+                PushReport::default()
+            }
+        }
+    }
+
+    /// Sends `event` to the unscoped connections of everyone who shares a chat with `user_id`.
+    pub async fn to_contacts(&self, user_id: i64, event: &Event) -> PushReport {
+        if !self.enabled() {
+            return PushReport::default();
+        }
+        match db::connections::for_contacts(&self.db, user_id).await {
+            Ok(ids) => self.to_connections(&ids, event).await,
+            Err(e) => {
+                tracing::error!(error = ?e, user_id, "push: could not list connections");
+                PushReport::default()
+            }
+        }
+    }
+
+    /// Posts one frame to many connections, at most `push_concurrency` at a time. A connection
+    /// that is gone is deleted; no connection's failure stops the others.
+    pub async fn to_connections(&self, ids: &[String], event: &Event) -> PushReport {
+        let Some(client) = &self.client else {
+            return PushReport::default();
+        };
+        if ids.is_empty() {
+            return PushReport::default();
+        }
+        let payload = event.to_bytes();
+        if payload.len() > MAX_FRAME_BYTES {
+            tracing::error!(
+                bytes = payload.len(),
+                "push: event over the 128 KiB frame limit, not sent"
+            );
+            return PushReport {
+                failed: ids.len(),
+                ..PushReport::default()
+            };
+        }
+        let payload = bytes::Bytes::from(payload);
+        let mut report = PushReport::default();
+        let mut posts = futures::stream::iter(ids.to_vec())
+            .map(|id| post(client.clone(), self.db.clone(), id, payload.clone()))
+            .buffer_unordered(self.concurrency.max(1));
+        while let Some(outcome) = posts.next().await {
+            match outcome {
+                Outcome::Delivered => report.delivered += 1,
+                Outcome::Gone => report.gone += 1,
+                Outcome::Failed => report.failed += 1,
+            }
+        }
+        tracing::debug!(?report, "push done");
+        report
+    }
+
+    /// Answers one connection (acks, pongs, errors).
+    pub async fn reply(&self, connection_id: &str, reply: &Reply) {
+        if let Some(client) = &self.client {
+            let payload = bytes::Bytes::from(reply.to_bytes());
+            post(
+                client.clone(),
+                self.db.clone(),
+                connection_id.to_owned(),
+                payload,
+            )
+            .await;
+        }
+    }
+
+    /// Closes connections at API Gateway (when their account or chat is gone).
+    pub async fn close(&self, ids: &[String]) {
+        let Some(client) = &self.client else { return };
+        let closes = futures::stream::iter(ids.to_vec())
+            .map(|id| {
+                let client = client.clone();
+                async move {
+                    if let Err(e) = client.delete_connection().connection_id(&id).send().await
+                        && e.as_service_error().and_then(|s| s.code()) != Some("GoneException")
+                    {
+                        tracing::warn!(error = %e, connection_id = %id, "push: close failed");
+                    }
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1));
+        closes.collect::<Vec<()>>().await;
+    }
+}
+
+/// Posts one frame; deletes the connection when API Gateway says it is gone.
+async fn post(client: Client, db: PgPool, id: String, payload: bytes::Bytes) -> Outcome {
+    let mut pause = Duration::from_millis(50);
+    for attempt in 0..=THROTTLE_RETRIES {
+        let result = client
+            .post_to_connection()
+            .connection_id(&id)
+            .data(Blob::new(payload.to_vec()))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Outcome::Delivered,
+            Err(err) => err,
+        };
+        match &err {
+            SdkError::ServiceError(e) => match e.err() {
+                PostToConnectionError::GoneException(_) => {
+                    if let Err(e) = db::connections::delete(&db, &id).await {
+                        tracing::error!(error = ?e, connection_id = %id, "push: could not delete a gone connection");
+                    }
+                    tracing::info!(connection_id = %id, "push: connection gone, deleted");
+                    return Outcome::Gone;
+                }
+                PostToConnectionError::LimitExceededException(_) if attempt < THROTTLE_RETRIES => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    continue;
+                }
+                PostToConnectionError::PayloadTooLargeException(_) => {
+                    tracing::error!(connection_id = %id, bytes = payload.len(), "push: payload too large");
+                    return Outcome::Failed;
+                }
+                other => {
+                    tracing::warn!(error = %other, code = ?other.code(), connection_id = %id, "push: post failed");
+                    return Outcome::Failed;
+                }
+            },
+            other => {
+                tracing::warn!(error = %other, connection_id = %id, "push: post failed");
+                return Outcome::Failed;
+            }
+        }
+    }
+    Outcome::Failed
+}

@@ -1,0 +1,365 @@
+//! The WebSocket API's routes: `$connect` authenticates and stores the connection,
+//! `$disconnect` forgets it, `$default` routes client frames on `action`.
+//!
+//! The deployed `websocket` function and the local gateway call [`handle`] with the same
+//! API Gateway event.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use http::{HeaderMap, HeaderValue};
+use serde::Deserialize;
+
+use crate::db;
+use crate::error::Error;
+use crate::http::chats::membership;
+use crate::http::messages;
+use crate::realtime::events::{Event, Reply};
+use crate::state::AppState;
+
+fn respond(status: i64, body: &str) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = status;
+    response.body = Some(Body::Text(body.to_owned()));
+    response
+}
+
+/// Handles one WebSocket API event. Never fails: problems become the status API Gateway
+/// sees (refusing a `$connect`) or an `error` frame on the socket.
+pub async fn handle(
+    state: &AppState,
+    request: ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let ctx = &request.request_context;
+    let Some(connection_id) = ctx.connection_id.clone() else {
+        return respond(400, "no connection id");
+    };
+    let route = ctx.route_key.clone().unwrap_or_else(|| "$default".into());
+    let span = tracing::info_span!("ws", route = %route, connection_id = %connection_id);
+    let _guard = span.enter();
+    match route.as_str() {
+        "$connect" => connect(state, &connection_id, &request).await,
+        "$disconnect" => {
+            disconnect(state, &connection_id).await;
+            respond(200, "")
+        }
+        _ => {
+            frame(state, &connection_id, request.body.as_deref().unwrap_or("")).await;
+            respond(200, "")
+        }
+    }
+}
+
+/// The access token a browser or a client sent: `?token=`, `Authorization: Bearer`, or an
+/// entry of `Sec-WebSocket-Protocol` (browsers cannot set other headers). Returns the token and
+/// the subprotocol to echo, if one was used.
+fn connect_token(request: &ApiGatewayWebsocketProxyRequest) -> Option<(String, Option<String>)> {
+    if let Some(token) = request.query_string_parameters.first("token")
+        && !token.is_empty()
+    {
+        return Some((token.to_owned(), None));
+    }
+    let headers: &HeaderMap = &request.headers;
+    if let Ok(token) = crate::extract::bearer_token(headers) {
+        return Some((token.to_owned(), None));
+    }
+    let protocols = headers.get("sec-websocket-protocol")?.to_str().ok()?;
+    let entries: Vec<&str> = protocols
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let token = entries.iter().find(|p| p.matches('.').count() == 2)?;
+    // Echo a protocol name the client offered beside the token (`["bearer", token]`), or the
+    // token entry itself; a browser closes a socket whose answer names no offered protocol.
+    let echo = entries
+        .iter()
+        .find(|p| p.matches('.').count() != 2)
+        .unwrap_or(token);
+    Some(((*token).to_owned(), Some((*echo).to_owned())))
+}
+
+async fn connect(
+    state: &AppState,
+    connection_id: &str,
+    request: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let Some((token, protocol)) = connect_token(request) else {
+        tracing::info!("connect refused: no token");
+        return respond(401, "an access token is required");
+    };
+    let user_id = match state.keys.verify_access(&token) {
+        Ok(claims) => claims.user_id,
+        Err(_) => {
+            tracing::info!("connect refused: invalid token");
+            return respond(401, "the access token is not valid");
+        }
+    };
+    let chat_id = match request.query_string_parameters.first("chat_id") {
+        None | Some("") => None,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => return respond(400, "chat_id must be a number"),
+        },
+    };
+    if let Some(chat_id) = chat_id {
+        match membership(state, chat_id, user_id).await {
+            Ok(_) => {}
+            Err(Error::NotFound(_)) => {
+                tracing::info!(user_id, chat_id, "connect refused: not a member");
+                return respond(403, "not a member of that chat");
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "connect failed");
+                return respond(500, "internal error");
+            }
+        }
+    }
+    let result = async {
+        let swept = db::connections::sweep_stale(&state.db).await?;
+        if !swept.is_empty() {
+            tracing::info!(count = swept.len(), "swept stale connections");
+        }
+        let first = db::connections::insert(&state.db, connection_id, user_id, chat_id).await?;
+        db::users::touch_last_seen(&state.db, user_id).await?;
+        Ok::<_, Error>(first)
+    }
+    .await;
+    match result {
+        Ok(first) => {
+            tracing::info!(user_id, ?chat_id, "connected");
+            if first {
+                announce_status(state, user_id).await;
+            }
+            let mut response = respond(200, "");
+            if let Some(protocol) = protocol
+                && let Ok(value) = HeaderValue::from_str(&protocol)
+            {
+                response.headers.insert("sec-websocket-protocol", value);
+            }
+            response
+        }
+        Err(Error::Database(sqlx::Error::Database(e))) if e.is_foreign_key_violation() => {
+            respond(401, "this account no longer exists")
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "connect failed");
+            respond(500, "internal error")
+        }
+    }
+}
+
+async fn disconnect(state: &AppState, connection_id: &str) {
+    match db::connections::delete(&state.db, connection_id).await {
+        Ok(Some((user_id, last))) => {
+            tracing::info!(user_id, "disconnected");
+            if last {
+                if let Err(e) = db::users::touch_last_seen(&state.db, user_id).await {
+                    tracing::error!(error = ?e, "could not record last_seen");
+                }
+                announce_status(state, user_id).await;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = ?e, "disconnect failed"),
+    }
+}
+
+/// Tells everyone who shares a chat with `user_id` what their presence is now.
+pub async fn announce_status(state: &AppState, user_id: i64) {
+    match db::users::find(&state.db, user_id).await {
+        Ok(Some(row)) => {
+            let view = crate::http::users::StatusView::from(row);
+            let event = Event::UserStatus {
+                user_id,
+                status: view.status,
+                last_seen: view.last_seen,
+            };
+            state.push.to_contacts(user_id, &event).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = ?e, "could not read presence"),
+    }
+}
+
+/// A client frame, routed on `action`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action")]
+enum Frame {
+    #[serde(rename = "sendMessage")]
+    SendMessage {
+        chat_id: Option<i64>,
+        content: String,
+        client_id: Option<String>,
+    },
+    #[serde(rename = "typing")]
+    Typing { chat_id: Option<i64> },
+    #[serde(rename = "markRead")]
+    MarkRead {
+        chat_id: Option<i64>,
+        up_to_seq: Option<i64>,
+    },
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+const ACTIONS: &str = "sendMessage, typing, markRead, ping";
+
+fn error_reply(code: &str, detail: impl Into<String>) -> Reply {
+    Reply::Error {
+        code: code.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+fn parse_frame(body: &str) -> Result<Frame, Reply> {
+    let value: serde_json::Value = serde_json::from_str(body)
+        .map_err(|_| error_reply("malformed_json", "a frame must be a JSON object"))?;
+    let action = value.get("action").and_then(|a| a.as_str()).unwrap_or("");
+    if !ACTIONS.split(", ").any(|a| a == action) {
+        return Err(error_reply(
+            "unknown_action",
+            format!("`action` must be one of {ACTIONS}"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| error_reply("invalid_frame", e.to_string()))
+}
+
+async fn frame(state: &AppState, connection_id: &str, body: &str) {
+    let reply = match parse_frame(body) {
+        Ok(frame) => act(state, connection_id, frame).await,
+        Err(reply) => Some(reply),
+    };
+    if let Some(reply) = reply {
+        state.push.reply(connection_id, &reply).await;
+    }
+}
+
+fn from_error(e: &Error) -> Reply {
+    let problem = e.problem();
+    error_reply(&problem.code, problem.detail)
+}
+
+/// Carries out a frame; returns the reply for this connection, if any.
+async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Reply> {
+    let connection = match db::connections::find(&state.db, connection_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Some(error_reply(
+                "unknown_connection",
+                "this connection is not registered; reconnect",
+            ));
+        }
+        Err(e) => return Some(from_error(&e)),
+    };
+    let user_id = connection.user_id;
+    let chat_of = |requested: Option<i64>| -> Result<i64, Reply> {
+        match (requested, connection.chat_id) {
+            (Some(c), Some(scope)) if c != scope => Err(error_reply(
+                "out_of_scope",
+                "this connection is scoped to another chat",
+            )),
+            (Some(c), _) | (None, Some(c)) => Ok(c),
+            (None, None) => Err(error_reply("invalid_frame", "`chat_id` is required")),
+        }
+    };
+    match frame {
+        Frame::Ping => Some(Reply::Pong),
+        Frame::SendMessage {
+            chat_id,
+            content,
+            client_id,
+        } => {
+            let chat_id = match chat_of(chat_id) {
+                Ok(c) => c,
+                Err(reply) => return Some(reply),
+            };
+            match messages::send(state, user_id, chat_id, content, client_id.clone()).await {
+                Ok(outcome) => {
+                    let ack = Reply::Ack {
+                        client_id,
+                        message: Box::new(outcome.message.clone()),
+                    };
+                    state.push.reply(connection_id, &ack).await;
+                    if outcome.created {
+                        let event = Event::MessageCreated {
+                            chat_id,
+                            message: outcome.message,
+                        };
+                        state.push.to_chat(chat_id, &event).await;
+                    }
+                    None
+                }
+                Err(e) => Some(from_error(&e)),
+            }
+        }
+        Frame::Typing { chat_id } => {
+            let chat_id = match chat_of(chat_id) {
+                Ok(c) => c,
+                Err(reply) => return Some(reply),
+            };
+            match membership(state, chat_id, user_id).await {
+                Ok(_) => {
+                    let event = Event::Typing { chat_id, user_id };
+                    state.push.to_chat_except(chat_id, user_id, &event).await;
+                    None
+                }
+                Err(e) => Some(from_error(&e)),
+            }
+        }
+        Frame::MarkRead { chat_id, up_to_seq } => {
+            let chat_id = match chat_of(chat_id) {
+                Ok(c) => c,
+                Err(reply) => return Some(reply),
+            };
+            match messages::mark(state, user_id, chat_id, up_to_seq).await {
+                Ok(marked) => {
+                    if marked.moved {
+                        let event = Event::MessageRead {
+                            chat_id,
+                            user_id,
+                            last_read_seq: marked.view.last_read_seq,
+                        };
+                        state.push.to_chat(chat_id, &event).await;
+                    }
+                    None
+                }
+                Err(e) => Some(from_error(&e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_route_on_action() {
+        assert!(matches!(
+            parse_frame(r#"{"action":"ping"}"#),
+            Ok(Frame::Ping)
+        ));
+        assert!(matches!(
+            parse_frame(r#"{"action":"sendMessage","chat_id":1,"content":"hi"}"#),
+            Ok(Frame::SendMessage {
+                chat_id: Some(1),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bad_frames_get_an_error_code() {
+        let code = |body: &str| match parse_frame(body) {
+            Err(Reply::Error { code, .. }) => code,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(code("not json"), "malformed_json");
+        assert_eq!(code(r#"{"action":"dance"}"#), "unknown_action");
+        assert_eq!(code(r#"{"no":"action"}"#), "unknown_action");
+        assert_eq!(
+            code(r#"{"action":"sendMessage","chat_id":1}"#),
+            "invalid_frame"
+        );
+    }
+}
