@@ -86,15 +86,18 @@ pub async fn for_chat_except(
     .await?)
 }
 
-/// Unscoped connections of everyone who shares a chat with `user_id` (and of the user).
-pub async fn for_contacts(db: impl PgExecutor<'_>, user_id: i64) -> Result<Vec<String>> {
+/// Unscoped connections of everyone who shares a chat with `user_id` (and of the user), but
+/// `except` (a connection still being opened cannot receive yet).
+pub async fn for_contacts(db: impl PgExecutor<'_>, user_id: i64, except: Option<&str>) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT c.connection_id FROM ws_connections c WHERE c.chat_id IS NULL AND c.user_id IN ( \
              SELECT o.user_id FROM chat_members mine \
              JOIN chat_members o ON o.chat_id = mine.chat_id WHERE mine.user_id = $1 \
-             UNION SELECT $1)",
+             UNION SELECT $1) \
+         AND c.connection_id IS DISTINCT FROM $2",
     )
     .bind(user_id)
+    .bind(except)
     .fetch_all(db)
     .await?)
 }

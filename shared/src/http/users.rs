@@ -388,6 +388,6 @@ pub async fn put_status(
         status: view.status,
         last_seen: view.last_seen,
     };
-    state.push.to_contacts(user_id, &event).await;
+    state.push.to_contacts(user_id, None, &event).await;
     Ok(axum::Json(view))
 }

@@ -114,12 +114,13 @@ impl Push {
         }
     }
 
-    /// Sends `event` to the unscoped connections of everyone who shares a chat with `user_id`.
-    pub async fn to_contacts(&self, user_id: i64, event: &Event) -> PushReport {
+    /// Sends `event` to the unscoped connections of everyone who shares a chat with `user_id`,
+    /// but the connection `except`.
+    pub async fn to_contacts(&self, user_id: i64, except: Option<&str>, event: &Event) -> PushReport {
         if !self.enabled() {
             return PushReport::default();
         }
-        match db::connections::for_contacts(&self.db, user_id).await {
+        match db::connections::for_contacts(&self.db, user_id, except).await {
             Ok(ids) => self.to_connections(&ids, event).await,
             Err(e) => {
                 tracing::error!(error = ?e, user_id, "push: could not list connections");

@@ -128,7 +128,7 @@ async fn connect(
         Ok(first) => {
             tracing::info!(user_id, ?chat_id, "connected");
             if first {
-                announce_status(state, user_id).await;
+                announce_status(state, user_id, Some(connection_id)).await;
             }
             let mut response = respond(200, "");
             if let Some(protocol) = protocol
@@ -156,7 +156,7 @@ async fn disconnect(state: &AppState, connection_id: &str) {
                 if let Err(e) = db::users::touch_last_seen(&state.db, user_id).await {
                     tracing::error!(error = ?e, "could not record last_seen");
                 }
-                announce_status(state, user_id).await;
+                announce_status(state, user_id, None).await;
             }
         }
         Ok(None) => {}
@@ -165,7 +165,7 @@ async fn disconnect(state: &AppState, connection_id: &str) {
 }
 
 /// Tells everyone who shares a chat with `user_id` what their presence is now.
-pub async fn announce_status(state: &AppState, user_id: i64) {
+pub async fn announce_status(state: &AppState, user_id: i64, except: Option<&str>) {
     match db::users::find(&state.db, user_id).await {
         Ok(Some(row)) => {
             let view = crate::http::users::StatusView::from(row);
@@ -174,7 +174,7 @@ pub async fn announce_status(state: &AppState, user_id: i64) {
                 status: view.status,
                 last_seen: view.last_seen,
             };
-            state.push.to_contacts(user_id, &event).await;
+            state.push.to_contacts(user_id, except, &event).await;
         }
         Ok(None) => {}
         Err(e) => tracing::error!(error = ?e, "could not read presence"),
