@@ -88,7 +88,11 @@ pub async fn for_chat_except(
 
 /// Unscoped connections of everyone who shares a chat with `user_id` (and of the user), but
 /// `except` (a connection still being opened cannot receive yet).
-pub async fn for_contacts(db: impl PgExecutor<'_>, user_id: i64, except: Option<&str>) -> Result<Vec<String>> {
+pub async fn for_contacts(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    except: Option<&str>,
+) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT c.connection_id FROM ws_connections c WHERE c.chat_id IS NULL AND c.user_id IN ( \
              SELECT o.user_id FROM chat_members mine \
@@ -121,6 +125,16 @@ pub async fn scoped(db: impl PgExecutor<'_>, user_id: i64, chat_id: i64) -> Resu
     .bind(chat_id)
     .fetch_all(db)
     .await?)
+}
+
+/// Every connection scoped to one chat.
+pub async fn scoped_to(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT connection_id FROM ws_connections WHERE chat_id = $1")
+            .bind(chat_id)
+            .fetch_all(db)
+            .await?,
+    )
 }
 
 /// Forgets connections older than API Gateway's two-hour limit, whose `$disconnect` never came.

@@ -240,6 +240,11 @@ pub async fn create_chat(
             members = view.users.len(),
             "chat created"
         );
+        let event = Event::ChatCreated {
+            chat_id: chat.id,
+            chat: ChatSummary::from(&view),
+        };
+        state.push.to_chat(chat.id, &event).await;
         Ok((StatusCode::CREATED, axum::Json(view)))
     } else {
         Ok((StatusCode::OK, axum::Json(view)))
@@ -342,12 +347,15 @@ pub async fn delete_chat(
     }
     // The connections must be found before the memberships go with the chat.
     let audience = db::connections::for_chat(&state.db, chat_id).await?;
+    let scoped = db::connections::scoped_to(&state.db, chat_id).await?;
     db::chats::delete(&state.db, chat_id).await?;
     tracing::info!(chat_id, "chat deleted");
     state
         .push
         .to_connections(&audience, &Event::ChatDeleted { chat_id })
         .await;
+    // Connections scoped to the chat have nothing more to receive.
+    state.push.close(&scoped).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -490,6 +498,8 @@ pub async fn remove_member(
             "a direct chat's members are fixed; delete the chat instead",
         ));
     }
+    // The removed member hears of it too, so the audience is found before the removal.
+    let audience = db::connections::for_chat(&state.db, chat_id).await?;
     let mut tx = state.db.begin().await?;
     let removal = remove_from_group(&mut tx, chat_id, member_id).await?;
     tx.commit().await?;
@@ -499,5 +509,18 @@ pub async fn remove_member(
         chat_deleted = removal.chat_deleted,
         "member removed"
     );
+    let event = if removal.chat_deleted {
+        Event::ChatDeleted { chat_id }
+    } else {
+        Event::MemberRemoved {
+            chat_id,
+            user_id: member_id,
+            new_admin: removal.new_admin,
+        }
+    };
+    state.push.to_connections(&audience, &event).await;
+    // A connection scoped to a chat its user has left has nothing more to receive.
+    let scoped = db::connections::scoped(&state.db, member_id, chat_id).await?;
+    state.push.close(&scoped).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -181,6 +181,13 @@ pub async fn send_message(
     Json(body): Json<NewMessage>,
 ) -> Result<impl IntoResponse> {
     let outcome = send(&state, user.id, chat_id, body.content, body.client_id).await?;
+    if outcome.created {
+        let event = Event::MessageCreated {
+            chat_id,
+            message: outcome.message.clone(),
+        };
+        state.push.to_chat(chat_id, &event).await;
+    }
     let status = if outcome.created {
         StatusCode::CREATED
     } else {

@@ -116,7 +116,12 @@ impl Push {
 
     /// Sends `event` to the unscoped connections of everyone who shares a chat with `user_id`,
     /// but the connection `except`.
-    pub async fn to_contacts(&self, user_id: i64, except: Option<&str>, event: &Event) -> PushReport {
+    pub async fn to_contacts(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        event: &Event,
+    ) -> PushReport {
         if !self.enabled() {
             return PushReport::default();
         }

@@ -1,0 +1,114 @@
+//! `blockchat-local`: the Block Chat API on this machine, as API Gateway and Lambda serve it.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use blockchat_local::{DEFAULT_DATA_DIR, DEFAULT_HTTP_ADDR, DEFAULT_WS_ADDR, Options};
+use clap::Parser;
+
+/// Serves the Block Chat API locally: every request goes through the same payload-2.0 event and
+/// the same routers as in AWS. Without --database-url, PostgreSQL runs embedded, its data kept in
+/// the data folder.
+#[derive(Debug, Parser)]
+#[command(name = "blockchat-local", version, about)]
+struct Cli {
+    /// Address of the HTTP API.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP_ADDR, value_parser = socket_addr)]
+    http: SocketAddr,
+
+    /// Address of the WebSocket API and its @connections management endpoint.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_WS_ADDR, value_parser = socket_addr)]
+    ws: SocketAddr,
+
+    /// Folder for the embedded PostgreSQL cluster and the generated JWT secret.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+
+    /// Use this PostgreSQL server instead of the embedded one (migrations are applied to it).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Apply the migrations to --database-url (a deployed database) and exit.
+    Migrate,
+}
+
+/// Host names too (`localhost:3000`), not only numeric addresses.
+fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .to_socket_addrs()
+        .map_err(|e| format!("{value}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{value} resolves to no address"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    blockchat::telemetry::init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Migrate) = cli.command {
+        let url = cli
+            .database_url
+            .filter(|url| !url.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("migrate needs --database-url or DATABASE_URL"))?;
+        let applied = blockchat_local::migrate_url(&url).await?;
+        println!("migrations applied; the schema is at version {applied}");
+        return Ok(());
+    }
+    let options = Options {
+        http_addr: cli.http,
+        ws_addr: cli.ws,
+        data_dir: cli.data_dir,
+        database_url: cli.database_url.filter(|url| !url.is_empty()),
+        ..Options::default()
+    };
+    let gateway = blockchat_local::start(options).await?;
+    println!("Block Chat API on {}", gateway.api_url());
+    println!("WebSocket API on {}/?token=ACCESS_TOKEN", gateway.ws_url());
+    println!(
+        "Management API on http://{}/@connections/{{connectionId}}",
+        gateway.ws_addr()
+    );
+    println!("OpenAPI at {}", gateway.openapi_url());
+    println!("Press Ctrl-C to stop.");
+    gateway.run_until(stop_signal()).await
+}
+
+/// Ctrl-C, or SIGTERM from a process manager.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping");
+}

@@ -1,0 +1,392 @@
+//! Accounts and tokens, as a client sees them through the local gateway.
+
+mod client;
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use blockchat::auth::tokens::{JwtKeys, now_secs};
+use client::{PASSWORD, Reply};
+use common::{TEST_JWT_SECRET, TestApp};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn keys(secret: &str) -> JwtKeys {
+    let secret = secret.to_owned();
+    let config = blockchat::Config::from_lookup(move |k| match k {
+        "DATABASE_URL" => Some("postgres://unused/x".into()),
+        "JWT_SECRET" => Some(secret.clone()),
+        _ => None,
+    })
+    .expect("config");
+    JwtKeys::new(&config)
+}
+
+async fn register(app: &TestApp, body: Value) -> Reply {
+    app.call(Method::POST, "/api/auth/register", None, Some(body))
+        .await
+}
+
+async fn me(app: &TestApp, token: &str) -> Reply {
+    app.call(Method::GET, "/api/auth/me", Some(token), None)
+        .await
+}
+
+async fn refresh(app: &TestApp, refresh_token: &str) -> Reply {
+    app.call(
+        Method::POST,
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refresh_token": refresh_token})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn register_answers_the_new_user_without_secrets() {
+    let app = TestApp::spawn().await;
+    let reply = register(
+        &app,
+        json!({"username": "alice", "email": "Alice@Example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let user = &reply.body;
+    assert!(user["id"].as_i64().is_some_and(|id| id > 0));
+    assert_eq!(user["username"], "alice");
+    assert_eq!(user["email"], "Alice@Example.com");
+    assert_eq!(user["display_name"], "alice");
+    assert_eq!(user["status"], "offline");
+    assert!(
+        user["created_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{user}"
+    );
+    let text = user.to_string();
+    assert!(
+        !text.contains("argon2") && !text.contains("password"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn login_works_with_a_form_and_with_json_and_by_email() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+
+    let form = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=password&username=alice&password={}",
+            PASSWORD.replace(' ', "+")
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(form.status(), 200);
+    let pair: Value = form.json().await.expect("json");
+    assert_eq!(pair["token_type"], "bearer");
+    assert_eq!(pair["expires_in"], 900);
+    assert!(
+        pair["refresh_token"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 32)
+    );
+
+    let by_email = app
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "ALICE@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(by_email.status, 200, "{}", by_email.body);
+
+    for token in [
+        pair["access_token"].as_str().expect("token"),
+        alice.token.as_str(),
+    ] {
+        let reply = me(&app, token).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body["id"], alice.id);
+        assert_eq!(reply.body["email"], "alice@example.com");
+        let reply = app
+            .call(Method::GET, "/api/users/me", Some(token), None)
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body["username"], "alice");
+    }
+}
+
+#[tokio::test]
+async fn access_token_carries_the_contract_claims() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let payload = alice.token.split('.').nth(1).expect("payload");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+    assert_eq!(claims["sub"], alice.id.to_string());
+    assert_eq!(claims["user_id"], alice.id);
+    for claim in ["iat", "exp", "iss", "aud", "jti"] {
+        assert!(!claims[claim].is_null(), "{claim} missing: {claims}");
+    }
+    assert_eq!(
+        claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat"),
+        900
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let app = TestApp::spawn().await;
+    app.user("alice").await;
+    let wrong = app
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "alice", "password": "not the password"})),
+        )
+        .await;
+    let unknown = app
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "nobody", "password": "not the password"})),
+        )
+        .await;
+    wrong.assert_problem(401, "invalid_credentials");
+    unknown.assert_problem(401, "invalid_credentials");
+    assert_eq!(wrong.body, unknown.body);
+    assert_eq!(wrong.header("www-authenticate"), Some("Bearer"));
+}
+
+#[tokio::test]
+async fn repeated_login_failures_are_locked_out_with_retry_after() {
+    let app = TestApp::spawn_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "3")]).await;
+    app.user("alice").await;
+    let attempt = |password: &'static str| {
+        app.call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "alice", "password": password})),
+        )
+    };
+    for _ in 0..3 {
+        attempt("wrong password")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let locked = attempt("wrong password").await;
+    locked.assert_problem(429, "too_many_requests");
+    let retry: u64 = locked
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry > 0 && retry <= 900, "{retry}");
+    // Even the right password waits out the lock.
+    attempt(PASSWORD)
+        .await
+        .assert_problem(429, "too_many_requests");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_replayed_token_revokes_the_family() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+
+    let first = refresh(&app, &alice.refresh_token).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let new_refresh = first.body["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert_ne!(new_refresh, alice.refresh_token);
+    let new_access = first.body["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    assert_eq!(me(&app, &new_access).await.status, 200);
+
+    // The old one no longer works, and presenting it ends the session it was rotated into.
+    refresh(&app, &alice.refresh_token)
+        .await
+        .assert_problem(401, "refresh_token_reused");
+    refresh(&app, &new_refresh)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+}
+
+#[tokio::test]
+async fn logout_revokes_the_refresh_token() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let reply = app
+        .call(
+            Method::POST,
+            "/api/auth/logout",
+            None,
+            Some(json!({"refresh_token": alice.refresh_token})),
+        )
+        .await;
+    assert_eq!(reply.status, 204);
+    refresh(&app, &alice.refresh_token)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+}
+
+#[tokio::test]
+async fn duplicate_username_or_email_is_a_conflict_ignoring_case() {
+    let app = TestApp::spawn().await;
+    app.user("alice").await;
+    register(
+        &app,
+        json!({"username": "ALICE", "email": "other@example.com", "password": PASSWORD}),
+    )
+    .await
+    .assert_problem(409, "username_taken");
+    register(
+        &app,
+        json!({"username": "alice2", "email": "ALICE@example.COM", "password": PASSWORD}),
+    )
+    .await
+    .assert_problem(409, "email_taken");
+}
+
+#[tokio::test]
+async fn invalid_fields_are_422_naming_each_field_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let reply = register(
+        &app,
+        json!({"username": "bob", "email": "not-an-email", "password": "short"}),
+    )
+    .await;
+    reply.assert_problem(422, "validation_failed");
+    let fields: Vec<&str> = reply.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().expect("field"))
+        .collect();
+    assert_eq!(fields, ["email", "password"]);
+    let missing = register(&app, json!({"username": "bob", "email": "bob@example.com"})).await;
+    missing.assert_problem(422, "validation_failed");
+    assert_eq!(missing.body["errors"][0]["field"], "password");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(users, 0);
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_and_an_oversized_body_is_413() {
+    let app = TestApp::spawn().await;
+    let broken = app
+        .client
+        .post(app.url("/api/auth/register"))
+        .header("content-type", "application/json")
+        .body("{\"username\": \"bob\",")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(broken.status(), 400);
+    let body: Value = broken.json().await.expect("json");
+    assert_eq!(body["code"], "malformed_json");
+
+    let huge =
+        json!({"username": "bob", "email": "bob@example.com", "password": "x".repeat(100 * 1024)});
+    let reply = register(&app, huge).await;
+    reply.assert_problem(413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn missing_expired_forged_and_unsigned_tokens_are_401() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let no_token = app.call(Method::GET, "/api/auth/me", None, None).await;
+    no_token.assert_problem(401, "missing_token");
+    assert_eq!(no_token.header("www-authenticate"), Some("Bearer"));
+
+    let expired = keys(TEST_JWT_SECRET)
+        .issue_access_at(alice.id, None, now_secs() - 3600)
+        .expect("token");
+    me(&app, &expired)
+        .await
+        .assert_problem(401, "token_expired");
+
+    let forged = keys("a-different-secret-that-is-32-bytes-or-more")
+        .issue_access(alice.id, None)
+        .expect("token");
+    me(&app, &forged).await.assert_problem(401, "invalid_token");
+
+    let now = now_secs();
+    let claims = json!({"sub": alice.id.to_string(), "user_id": alice.id, "iat": now, "exp": now + 600,
+        "iss": "blockchat", "aud": "blockchat-api", "jti": "x", "typ": "access"});
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    me(&app, &unsigned)
+        .await
+        .assert_problem(401, "invalid_token");
+    me(&app, "garbage")
+        .await
+        .assert_problem(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
+    let app = TestApp::spawn().await;
+    app.call(Method::GET, "/api/nothing/here", None, None)
+        .await
+        .assert_problem(404, "not_found");
+    app.call(Method::DELETE, "/api/auth/login", None, None)
+        .await
+        .assert_problem(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let app = TestApp::spawn().await;
+    let reply = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    let paths = reply.body["paths"].as_object().expect("paths");
+    for path in [
+        "/api/auth/register",
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/auth/logout",
+        "/api/auth/me",
+        "/api/users",
+        "/api/users/me",
+        "/api/users/{user_id}",
+        "/api/users/{user_id}/status",
+        "/api/chats",
+        "/api/chats/{chat_id}",
+        "/api/chats/{chat_id}/members",
+        "/api/chats/{chat_id}/members/{user_id}",
+        "/api/chats/{chat_id}/messages",
+        "/api/chats/{chat_id}/messages/read",
+        "/api/chats/{chat_id}/messages/{message_id}",
+        "/api/chats/{chat_id}/messages/{message_id}/read-status",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
