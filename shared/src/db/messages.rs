@@ -89,6 +89,7 @@ pub async fn insert(
     }
 }
 
+/// The sender's earlier message with this `client_id`, while they are still a member.
 pub async fn find_by_client_id(
     db: impl PgExecutor<'_>,
     chat_id: i64,
@@ -97,7 +98,8 @@ pub async fn find_by_client_id(
 ) -> Result<Option<MessageRow>> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id \
-         WHERE m.chat_id = $1 AND m.user_id = $2 AND m.client_id = $3"
+         WHERE m.chat_id = $1 AND m.user_id = $2 AND m.client_id = $3 \
+           AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2)"
     );
     Ok(sqlx::query_as(&sql)
         .bind(chat_id)
