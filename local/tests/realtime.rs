@@ -403,3 +403,36 @@ async fn the_management_endpoint_answers_the_real_sdk_client() {
     }
     panic!("the connection row outlived DELETE @connections");
 }
+
+#[tokio::test]
+async fn browsers_can_send_the_token_as_a_subprotocol_and_get_one_echoed() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let mut request = app.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("bearer, {}", alice.token).parse().expect("header"),
+    );
+    let (_socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("a token in Sec-WebSocket-Protocol is accepted");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("bearer"),
+        "the server must name one of the offered protocols"
+    );
+    assert_eq!(connection_ids(&app, alice.id).await.len(), 1);
+
+    let mut request = app.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", alice.token).parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("an Authorization header is accepted");
+}

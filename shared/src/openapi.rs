@@ -14,7 +14,9 @@ use crate::http;
         description = "A real-time chat API: accounts, direct and group chats, messages with read \
             tracking, and WebSocket events. Errors are `application/problem+json` with a stable \
             `code`. Lists take `limit` (1–100, default 50) and a `cursor` from the previous page's \
-            `X-Next-Cursor` header.",
+            `X-Next-Cursor` header. Real time: the WebSocket API (`?token=`) sends `Event` \
+            frames and answers client frames (`sendMessage`, `typing`, `markRead`, `ping`) with \
+            `Reply` frames; both are described under components.",
         license(name = "MIT", identifier = "MIT"),
     ),
     paths(
@@ -44,7 +46,13 @@ use crate::http;
         http::messages::read_status,
         http::messages::mark_read,
     ),
-    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    components(schemas(
+        crate::error::Problem,
+        crate::error::FieldError,
+        crate::realtime::Event,
+        crate::realtime::events::Reply,
+        crate::realtime::events::ChatSummary,
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts and tokens"),
