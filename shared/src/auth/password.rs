@@ -61,11 +61,6 @@ pub async fn verify(password: String, hash: Option<String>) -> Result<bool> {
     .map_err(Error::internal)
 }
 
-/// Warms the dummy hash so the first failed login for an unknown account is not the slow one.
-pub fn warm_up() {
-    LazyLock::force(&DUMMY_HASH);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

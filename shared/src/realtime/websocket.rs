@@ -8,6 +8,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::db;
 use crate::error::Error;
@@ -35,18 +36,21 @@ pub async fn handle(
     };
     let route = ctx.route_key.clone().unwrap_or_else(|| "$default".into());
     let span = tracing::info_span!("ws", route = %route, connection_id = %connection_id);
-    let _guard = span.enter();
-    match route.as_str() {
-        "$connect" => connect(state, &connection_id, &request).await,
-        "$disconnect" => {
-            disconnect(state, &connection_id).await;
-            respond(200, "")
-        }
-        _ => {
-            frame(state, &connection_id, request.body.as_deref().unwrap_or("")).await;
-            respond(200, "")
+    async {
+        match route.as_str() {
+            "$connect" => connect(state, &connection_id, &request).await,
+            "$disconnect" => {
+                disconnect(state, &connection_id).await;
+                respond(200, "")
+            }
+            _ => {
+                frame(state, &connection_id, request.body.as_deref().unwrap_or("")).await;
+                respond(200, "")
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 /// The access token a browser or a client sent: `?token=`, `Authorization: Bearer`, or an
