@@ -436,3 +436,33 @@ async fn browsers_can_send_the_token_as_a_subprotocol_and_get_one_echoed() {
         .await
         .expect("an Authorization header is accepted");
 }
+
+#[tokio::test]
+async fn connections_past_api_gateways_two_hour_limit_are_swept() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    app.direct(&alice, &bob).await;
+    sqlx::query(
+        "INSERT INTO ws_connections (connection_id, user_id, connected_at) \
+         VALUES ('StaleConnection=', $1, now() - interval '3 hours')",
+    )
+    .bind(bob.id)
+    .execute(&app.pool)
+    .await
+    .expect("insert");
+    let status = app
+        .get_as(&alice, &format!("/api/users/{}/status", bob.id))
+        .await;
+    assert_eq!(
+        status.body["status"], "online",
+        "a stale row still looks live"
+    );
+
+    let _alice_socket = app.connect(&alice, None).await;
+    assert!(connection_ids(&app, bob.id).await.is_empty());
+    let status = app
+        .get_as(&alice, &format!("/api/users/{}/status", bob.id))
+        .await;
+    assert_eq!(status.body["status"], "offline");
+}
