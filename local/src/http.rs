@@ -77,6 +77,15 @@ impl HttpApi {
         let path = request.uri().path().to_owned();
         let request_id = apigw_request_id();
         let group = Group::for_path(&percent_decode(&path));
+        let origin = request.headers().contains_key(http::header::ORIGIN);
+        if origin
+            && method == http::Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return cors_preflight();
+        }
 
         let mut response = match self
             .dispatch(request, group, client, port, &request_id)
@@ -98,6 +107,12 @@ impl HttpApi {
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("apigw-requestid", value);
+        }
+        if origin {
+            response.headers_mut().insert(
+                http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
         }
         tracing::info!(
             %method,
@@ -219,6 +234,30 @@ impl Rejection {
         };
         gateway_message(status, message)
     }
+}
+
+/// The HTTP API's CORS configuration (`CorsConfiguration` in template.yaml): API Gateway answers
+/// preflight requests itself, without invoking a function.
+pub const CORS_ALLOW_HEADERS: &str = "authorization,content-type";
+pub const CORS_ALLOW_METHODS: &str = "GET,POST,PUT,PATCH,DELETE,OPTIONS";
+
+fn cors_preflight() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(CORS_ALLOW_HEADERS),
+    );
+    headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(CORS_ALLOW_METHODS),
+    );
+    response
 }
 
 fn gateway_message(status: StatusCode, message: &str) -> Response {

@@ -219,3 +219,46 @@ async fn start_cluster(options: ClusterOptions) -> Cluster {
         .expect("join")
         .expect("start")
 }
+
+#[tokio::test]
+async fn browsers_get_the_cors_answers_the_template_configures() {
+    let app = TestApp::spawn().await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/chats"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(preflight.status(), 204);
+    let header = |name: &str| {
+        preflight
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("access-control-allow-origin").as_deref(), Some("*"));
+    assert!(header("access-control-allow-methods").is_some_and(|m| m.contains("POST")));
+    assert!(header("access-control-allow-headers").is_some_and(|h| h.contains("authorization")));
+
+    let answer = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*")
+    );
+}
