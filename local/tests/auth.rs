@@ -390,3 +390,24 @@ async fn openapi_document_lists_every_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn absurd_logins_fail_cleanly_instead_of_erroring() {
+    let app = TestApp::spawn().await;
+    app.user("alice").await;
+    for username in ["nul\u{0}byte", &"x".repeat(10_000), ""] {
+        let reply = app
+            .call(
+                Method::POST,
+                "/api/auth/login",
+                None,
+                Some(json!({"username": username, "password": "whatever it is"})),
+            )
+            .await;
+        reply.assert_problem(401, "invalid_credentials");
+    }
+    let bob = app.user("bob").await;
+    app.get_as(&bob, "/api/users?q=a%00b")
+        .await
+        .assert_problem(422, "validation_failed");
+}

@@ -145,6 +145,10 @@ pub async fn login(
 ) -> Result<axum::Json<TokenPair>> {
     let limits = &state.config.limits;
     let login = form.username.trim().to_lowercase();
+    // No account is named like this (emails stop at 254 bytes; text cannot hold NUL): such a
+    // login fails like any other, without reaching a query or a rate-limit key.
+    let plausible = !login.is_empty() && login.len() <= 254 && !login.contains('\0');
+    let login = if plausible { login } else { String::new() };
     let account_key = format!("account:{login}");
     let address_key = format!("address:{ip}");
     for (key, max) in [
@@ -158,7 +162,10 @@ pub async fn login(
             return Err(Error::TooManyRequests { retry_after });
         }
     }
-    let account = db::users::credentials(&state.db, &login).await?;
+    let account = match plausible {
+        true => db::users::credentials(&state.db, &login).await?,
+        false => None,
+    };
     let (user_id, hash) = match account {
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),

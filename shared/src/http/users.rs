@@ -115,8 +115,11 @@ pub async fn list_users(
 ) -> Result<impl IntoResponse> {
     let page = page.page()?;
     let q = search.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    if q.is_some_and(|q| q.chars().count() > 32) {
-        return Err(Error::validation("q", "must be at most 32 characters long"));
+    if q.is_some_and(|q| q.chars().count() > 32 || q.contains('\0')) {
+        return Err(Error::validation(
+            "q",
+            "must be at most 32 characters, without NUL",
+        ));
     }
     let rows = db::users::list(&state.db, q, page.after, page.skip, page.limit).await?;
     let headers = next_page_headers(&page, rows.len(), rows.last().map(|r| r.id));
