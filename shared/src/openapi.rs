@@ -53,7 +53,7 @@ use crate::http;
         crate::realtime::events::Reply,
         crate::realtime::events::ChatSummary,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardErrors),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "Profiles and presence"),
@@ -80,6 +80,60 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Adds the answers every route can give to each operation that does not list them itself:
+/// 400/413/415/422 where there is a body, 422 where there are parameters, 401 where a token is
+/// required.
+struct StandardErrors;
+
+impl Modify for StandardErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::error::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let mut add = |code: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                };
+                if has_body {
+                    add("400", "The body is not valid JSON");
+                    add("413", "The body is over 64 KiB");
+                    add("415", "The body is not JSON (or, for login, a form)");
+                    add("422", "A field is missing or invalid");
+                }
+                if has_params {
+                    add("422", "A parameter is invalid");
+                }
+                if secured {
+                    add("401", "Missing, malformed, expired or forged access token");
+                }
+            }
+        }
+    }
+}
+
 /// The document as JSON.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
@@ -91,4 +145,36 @@ pub async fn serve() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         axum::Json(document()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document;
+
+    #[test]
+    fn every_operation_lists_its_error_answers() {
+        let doc = document();
+        for (path, item) in &doc.paths.paths {
+            let operations = [&item.get, &item.put, &item.post, &item.delete];
+            for operation in operations.into_iter().flatten() {
+                let codes: Vec<&str> = operation
+                    .responses
+                    .responses
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                if operation.request_body.is_some() {
+                    for code in ["400", "413", "422"] {
+                        assert!(
+                            codes.contains(&code),
+                            "{path}: {code} missing from {codes:?}"
+                        );
+                    }
+                }
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    assert!(codes.contains(&"401"), "{path}: 401 missing from {codes:?}");
+                }
+            }
+        }
+    }
 }

@@ -30,12 +30,21 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewUser {
     /// 3–32 characters of `[A-Za-z0-9_.-]`, unique ignoring case.
-    #[schema(example = "alice")]
+    #[schema(example = "alice", pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
-    #[schema(example = "alice@example.com")]
+    /// Unique ignoring case.
+    #[schema(
+        example = "alice@example.com",
+        pattern = r"^[^@\s]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$",
+        max_length = 254
+    )]
     pub email: String,
     /// 8–256 characters.
-    #[schema(example = "correct horse battery staple")]
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 256
+    )]
     pub password: String,
 }
 

@@ -133,12 +133,14 @@ pub async fn list_chats(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewChat {
-    /// Required for a group (1–100 characters); ignored for a direct chat.
+    /// Required for a group (1–100 characters, not only white space); ignored for a direct chat.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: Option<String>,
     /// Left out: one other user makes a direct chat, more make a group.
     pub is_group_chat: Option<bool>,
-    /// The other members; the caller is always a member.
+    /// The other members (ids of existing users); the caller is always a member.
     #[serde(default)]
+    #[schema(max_items = 999)]
     pub user_ids: Vec<i64>,
 }
 
@@ -289,7 +291,8 @@ fn require_group_admin(member: &MemberChatRow, what: &'static str) -> Result<()>
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatUpdate {
-    /// 1–100 characters.
+    /// 1–100 characters, not only white space.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
 }
 

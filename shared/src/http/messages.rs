@@ -44,13 +44,17 @@ fn message_not_found() -> Error {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MessageQuery {
-    /// Page size, 1–100 (default 50).
+    /// Page size, 1–100 (default 50; larger values are capped at 100).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
     /// Newest first, only messages with a smaller `seq` (the next older page).
     pub before_seq: Option<i64>,
     /// Oldest first, only messages with a larger `seq` (catching up after a reconnect).
+    /// Not together with `before_seq`.
+    #[param(minimum = 0)]
     pub after_seq: Option<i64>,
     /// Messages to skip (offset pagination, kept for older clients).
+    #[param(minimum = 0)]
     pub skip: Option<i64>,
 }
 
@@ -105,9 +109,11 @@ pub async fn list_messages(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewMessage {
-    /// 1–4,000 characters.
+    /// 1–4,000 characters, not only white space.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     pub content: String,
-    /// Up to 64 characters; a retry with the same value returns the first message.
+    /// 1–64 printable characters; a retry with the same value returns the first message.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f]+$")]
     pub client_id: Option<String>,
 }
 
@@ -198,7 +204,8 @@ pub async fn send_message(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MessageEdit {
-    /// 1–4,000 characters.
+    /// 1–4,000 characters, not only white space.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     pub content: String,
 }
 
@@ -346,6 +353,7 @@ pub async fn read_status(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct MarkRead {
     /// Read up to and including this `seq`; left out, up to the newest message.
+    #[schema(minimum = 0)]
     pub up_to_seq: Option<i64>,
 }
 
@@ -404,7 +412,7 @@ pub async fn mark_read(
     let body: MarkRead = if body.iter().all(u8::is_ascii_whitespace) {
         MarkRead::default()
     } else {
-        crate::extract::parse_json(&body)?
+        crate::extract::parse_json::<Option<MarkRead>>(&body)?.unwrap_or_default()
     };
     let marked = mark(&state, user.id, chat_id, body.up_to_seq).await?;
     if marked.moved {

@@ -15,11 +15,13 @@ pub const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Page size, 1–100 (default 50).
+    /// Page size, 1–100 (default 50; larger values are capped at 100).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
     /// The `X-Next-Cursor` of the previous page.
     pub cursor: Option<String>,
     /// Items to skip (offset pagination, kept for older clients; prefer `cursor`).
+    #[param(minimum = 0)]
     pub skip: Option<i64>,
 }
 

@@ -168,10 +168,21 @@ pub async fn get_user(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
+    /// 3–32 characters of `[A-Za-z0-9_.-]`, unique ignoring case.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: Option<String>,
+    #[schema(
+        pattern = r"^[^@\s]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$",
+        max_length = 254
+    )]
     pub email: Option<String>,
+    /// 1–64 characters, not only white space.
+    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
     pub display_name: Option<String>,
+    /// 8–256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
+    /// Required with `password`.
     pub current_password: Option<String>,
 }
 
