@@ -14,9 +14,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = &state;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<ApiGatewayProxyResponse, lambda_runtime::Error>(
-                blockchat::realtime::websocket::handle(state, event.payload).await,
-            )
+            // Boxed: the handler's future is deep, and nesting it in the runtime's own future
+            // overflows rustc's layout depth limit in optimised builds.
+            let handled = Box::pin(blockchat::realtime::websocket::handle(state, event.payload));
+            Ok::<ApiGatewayProxyResponse, lambda_runtime::Error>(handled.await)
         },
     ))
     .await
