@@ -122,14 +122,7 @@ async fn users_change_their_own_profile_only() {
 async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let other_session = app
-        .call(
-            Method::POST,
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "alice", "password": PASSWORD})),
-        )
-        .await;
+    let other_session = app.login("alice", PASSWORD).await;
     let other_refresh = other_session.body["refresh_token"]
         .as_str()
         .expect("refresh")
@@ -155,23 +148,9 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
         .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 
-    let old = app
-        .call(
-            Method::POST,
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "alice", "password": PASSWORD})),
-        )
-        .await;
+    let old = app.login("alice", PASSWORD).await;
     old.assert_problem(401, "invalid_credentials");
-    let new = app
-        .call(
-            Method::POST,
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "alice", "password": "a brand new password"})),
-        )
-        .await;
+    let new = app.login("alice", "a brand new password").await;
     assert_eq!(new.status, 200);
     // The other session's refresh token is revoked; this session's survives.
     let other = app
@@ -210,14 +189,7 @@ async fn deleting_an_account_keeps_its_messages_as_from_a_deleted_account() {
     app.get_as(&alice, &format!("/api/users/{}", bob.id))
         .await
         .assert_problem(404, "not_found");
-    let login = app
-        .call(
-            Method::POST,
-            "/api/auth/login",
-            None,
-            Some(json!({"username": "bob", "password": PASSWORD})),
-        )
-        .await;
+    let login = app.login("bob", PASSWORD).await;
     login.assert_problem(401, "invalid_credentials");
 
     let messages = app

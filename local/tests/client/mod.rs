@@ -110,6 +110,17 @@ impl TestApp {
             .await
     }
 
+    /// Logs in with JSON, as a client would; the answer as it comes.
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
+    }
+
     /// Registers `username` (email `username@example.com`) and logs in with JSON.
     pub async fn user(&self, username: &str) -> User {
         let reply = self
