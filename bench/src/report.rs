@@ -949,7 +949,8 @@ impl Report {
             format!(
                 "Sizes are of the `bootstrap` files that `sam build` (x86_64) left in \
                  `.aws-sam/build` (built {built}); rebuild with `sam build --parameter-overrides \
-                 Architecture=x86_64` before a run to keep them current."
+                 Architecture=x86_64` before a run to keep them current. A function with no \
+                 `bootstrap` there is measured from `target/release`, as its row says."
             )
         };
         let mut latency = String::new();
