@@ -86,13 +86,8 @@ impl Push {
         if !self.enabled() {
             return PushReport::default();
         }
-        match db::connections::for_chat(&self.db, chat_id).await {
-            Ok(ids) => self.to_connections(&ids, event).await,
-            Err(e) => {
-                tracing::error!(error = ?e, chat_id, "push: could not list connections");
-                PushReport::default()
-            }
-        }
+        let audience = db::connections::for_chat(&self.db, chat_id).await;
+        self.to_audience(audience, event).await
     }
 
     /// Sends `event` to the connections of a chat's members but `except_user`.
@@ -105,13 +100,8 @@ impl Push {
         if !self.enabled() {
             return PushReport::default();
         }
-        match db::connections::for_chat_except(&self.db, chat_id, except_user).await {
-            Ok(ids) => self.to_connections(&ids, event).await,
-            Err(e) => {
-                tracing::error!(error = ?e, chat_id, "push: could not list connections");
-                PushReport::default()
-            }
-        }
+        let audience = db::connections::for_chat_except(&self.db, chat_id, except_user).await;
+        self.to_audience(audience, event).await
     }
 
     /// Sends `event` to the unscoped connections of everyone who shares a chat with `user_id`,
@@ -125,10 +115,17 @@ impl Push {
         if !self.enabled() {
             return PushReport::default();
         }
-        match db::connections::for_contacts(&self.db, user_id, except).await {
+        let audience = db::connections::for_contacts(&self.db, user_id, except).await;
+        self.to_audience(audience, event).await
+    }
+
+    /// Posts to the connections a lookup found; a failed lookup is logged, never raised: the
+    /// change it reports on is committed already.
+    async fn to_audience(&self, audience: crate::Result<Vec<String>>, event: &Event) -> PushReport {
+        match audience {
             Ok(ids) => self.to_connections(&ids, event).await,
             Err(e) => {
-                tracing::error!(error = ?e, user_id, "push: could not list connections");
+                tracing::error!(error = ?e, "push: could not list connections");
                 PushReport::default()
             }
         }
