@@ -110,6 +110,16 @@ pub async fn list_for_member(
         .await?)
 }
 
+/// Locks the chat row for the rest of the transaction, so that membership changes to one chat
+/// take turns (the member cap and the last-admin rule hold under concurrency).
+pub async fn lock(db: impl PgExecutor<'_>, chat_id: i64) -> Result<()> {
+    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+        .bind(chat_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn rename(db: impl PgExecutor<'_>, chat_id: i64, name: &str) -> Result<()> {
     sqlx::query("UPDATE chats SET name = $2, updated_at = now() WHERE id = $1")
         .bind(chat_id)

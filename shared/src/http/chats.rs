@@ -410,10 +410,7 @@ pub async fn add_members(
     check_users_exist(&state, &ids).await?;
     let mut tx = state.db.begin().await?;
     // Serializes concurrent additions to one chat, so the member cap holds.
-    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(chat_id)
-        .execute(&mut *tx)
-        .await?;
+    db::chats::lock(&mut *tx, chat_id).await?;
     let added = db::members::add(&mut *tx, chat_id, &ids, "member").await?;
     if db::members::count(&mut *tx, chat_id).await? > MAX_MEMBERS as i64 {
         return Err(Error::validation(
@@ -453,10 +450,7 @@ pub async fn remove_from_group(
     chat_id: i64,
     user_id: i64,
 ) -> Result<Removal> {
-    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(chat_id)
-        .execute(&mut *tx)
-        .await?;
+    db::chats::lock(&mut *tx, chat_id).await?;
     if !db::members::remove(&mut *tx, chat_id, user_id).await? {
         return Err(Error::NotFound("that user is not a member of this chat"));
     }
