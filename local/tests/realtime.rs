@@ -341,6 +341,7 @@ async fn the_management_endpoint_answers_the_real_sdk_client() {
 
     let config = aws_sdk_apigatewaymanagement::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(blockchat::realtime::push::http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .endpoint_url(format!("http://{}", app.gateway().ws_addr()))

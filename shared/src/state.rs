@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::auth::tokens::JwtKeys;
 use crate::config::{Config, ConfigError};
 use crate::realtime::Push;
+use crate::realtime::push::CredentialsSource;
 
 /// Cheap to clone: a pool handle and a few `Arc`s.
 #[derive(Clone)]
@@ -28,17 +29,13 @@ pub enum StateError {
 }
 
 impl AppState {
-    /// Reads [`Config::from_env`] and builds the state for AWS: the pool connects lazily, so a
-    /// cold start pays for the database only when the first request needs it, and pushes use
-    /// the function's own AWS credentials.
-    pub async fn from_env() -> Result<Self, StateError> {
+    /// Reads [`Config::from_env`] and builds the state for AWS: the pool connects lazily and
+    /// the management API client is built on the first push, so a cold start pays for either
+    /// only when a request needs it; pushes use the function's own AWS credentials.
+    pub fn from_env() -> Result<Self, StateError> {
         let config = Config::from_env()?;
         let db = Self::lazy_pool(&config)?;
-        let sdk = match config.ws_endpoint {
-            Some(_) => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
-            None => None,
-        };
-        Ok(Self::build(config, db, sdk.as_ref()))
+        Ok(Self::build(config, db, CredentialsSource::Environment))
     }
 
     /// Builds the state for a local endpoint (no AWS credentials needed).
@@ -63,12 +60,12 @@ impl AppState {
     /// Builds the state over an existing pool, pushing to a local management endpoint (the
     /// local gateway and tests).
     pub fn with_pool(config: Config, db: PgPool) -> Self {
-        Self::build(config, db, None)
+        Self::build(config, db, CredentialsSource::Local)
     }
 
-    fn build(config: Config, db: PgPool, sdk: Option<&aws_config::SdkConfig>) -> Self {
+    fn build(config: Config, db: PgPool, source: CredentialsSource) -> Self {
         Self {
-            push: Arc::new(Push::new(db.clone(), &config, sdk)),
+            push: Arc::new(Push::new(db.clone(), &config, source)),
             keys: Arc::new(JwtKeys::new(&config)),
             db,
             config: Arc::new(config),

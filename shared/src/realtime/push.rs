@@ -3,14 +3,17 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use aws_sdk_apigatewaymanagement::Client;
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_apigatewaymanagement::config::{
+    BehaviorVersion, Credentials, Region, SharedHttpClient,
+};
 use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use futures::StreamExt;
 use sqlx::PgPool;
+use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::db;
@@ -34,51 +37,53 @@ enum Outcome {
     Failed,
 }
 
+/// Where the management API client takes its credentials and region from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialsSource {
+    /// The function's environment, as the AWS SDK finds it (in Lambda: the role's keys and
+    /// `AWS_REGION`).
+    Environment,
+    /// Fixed placeholder keys, for the local gateway's `@connections` endpoint, which checks none.
+    Local,
+}
+
 pub struct Push {
-    client: Option<Client>,
+    endpoint: Option<String>,
+    source: CredentialsSource,
+    /// Built on the first push, so that a cold start does not pay for loading the SDK's
+    /// configuration or the HTTPS client's trust roots before its first request.
+    client: OnceCell<Client>,
     db: PgPool,
     concurrency: usize,
 }
 
 impl Push {
-    /// A pusher for `config.ws_endpoint`; without one, pushes do nothing. `sdk` carries AWS's
-    /// credentials and region; `None` means a local endpoint, which takes any static credentials.
-    pub fn new(db: PgPool, config: &Config, sdk: Option<&SdkConfig>) -> Self {
-        let client = config.ws_endpoint.as_ref().map(|endpoint| {
-            let builder = match sdk {
-                Some(sdk) => aws_sdk_apigatewaymanagement::config::Builder::from(sdk),
-                None => aws_sdk_apigatewaymanagement::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new("us-east-1"))
-                    .credentials_provider(Credentials::new(
-                        "local",
-                        "local",
-                        None,
-                        None,
-                        "blockchat-local",
-                    )),
-            };
-            let timeouts = aws_smithy_types::timeout::TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(5))
-                .connect_timeout(Duration::from_secs(2))
-                .build();
-            Client::from_conf(
-                builder
-                    .endpoint_url(endpoint.trim_end_matches('/'))
-                    .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
-                    .timeout_config(timeouts)
-                    .build(),
-            )
-        });
+    /// A pusher for `config.ws_endpoint`; without one, pushes do nothing.
+    pub fn new(db: PgPool, config: &Config, source: CredentialsSource) -> Self {
         Self {
-            client,
+            endpoint: config
+                .ws_endpoint
+                .as_ref()
+                .map(|e| e.trim_end_matches('/').to_owned()),
+            source,
+            client: OnceCell::new(),
             db,
             concurrency: config.limits.push_concurrency,
         }
     }
 
     pub fn enabled(&self) -> bool {
-        self.client.is_some()
+        self.endpoint.is_some()
+    }
+
+    /// The management API client, built on first use; `None` when pushes are off.
+    async fn client(&self) -> Option<&Client> {
+        let endpoint = self.endpoint.as_deref()?;
+        Some(
+            self.client
+                .get_or_init(|| build_client(endpoint, self.source))
+                .await,
+        )
     }
 
     /// Sends `event` to every live connection that sees `chat_id`.
@@ -134,12 +139,12 @@ impl Push {
     /// Posts one frame to many connections, at most `push_concurrency` at a time. A connection
     /// that is gone is deleted; no connection's failure stops the others.
     pub async fn to_connections(&self, ids: &[String], event: &Event) -> PushReport {
-        let Some(client) = &self.client else {
-            return PushReport::default();
-        };
         if ids.is_empty() {
             return PushReport::default();
         }
+        let Some(client) = self.client().await else {
+            return PushReport::default();
+        };
         let payload = event.to_bytes();
         if payload.len() > MAX_FRAME_BYTES {
             tracing::error!(
@@ -169,7 +174,7 @@ impl Push {
 
     /// Answers one connection (acks, pongs, errors).
     pub async fn reply(&self, connection_id: &str, reply: &Reply) {
-        if let Some(client) = &self.client {
+        if let Some(client) = self.client().await {
             let payload = bytes::Bytes::from(reply.to_bytes());
             post(
                 client.clone(),
@@ -183,7 +188,12 @@ impl Push {
 
     /// Closes connections at API Gateway (when their account or chat is gone).
     pub async fn close(&self, ids: &[String]) {
-        let Some(client) = &self.client else { return };
+        if ids.is_empty() {
+            return;
+        }
+        let Some(client) = self.client().await else {
+            return;
+        };
         let closes = futures::stream::iter(ids.to_vec())
             .map(|id| {
                 let client = client.clone();
@@ -198,6 +208,49 @@ impl Push {
             .buffer_unordered(self.concurrency.max(1));
         closes.collect::<Vec<()>>().await;
     }
+}
+
+/// The HTTPS client every management API call goes through: rustls over `ring`, trusting the
+/// system's root certificates (loaded when the first SDK client using it is built).
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+async fn build_client(endpoint: &str, source: CredentialsSource) -> Client {
+    let http = http_client();
+    let builder = match source {
+        CredentialsSource::Environment => {
+            let sdk = aws_config::defaults(BehaviorVersion::latest())
+                .http_client(http)
+                .load()
+                .await;
+            aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+        }
+        CredentialsSource::Local => aws_sdk_apigatewaymanagement::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(http)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "blockchat-local",
+            )),
+    };
+    let timeouts = aws_smithy_types::timeout::TimeoutConfig::builder()
+        .operation_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(2))
+        .build();
+    Client::from_conf(
+        builder
+            .endpoint_url(endpoint)
+            .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+            .timeout_config(timeouts)
+            .build(),
+    )
 }
 
 /// Posts one frame; deletes the connection when API Gateway says it is gone.
