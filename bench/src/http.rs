@@ -180,6 +180,33 @@ pub async fn me(
     paired(bench.plan.runs, bench.cores, me, constant).await
 }
 
+/// The read `GET /api/auth/me` makes (`db::users::find`), straight through sqlx from as many
+/// tasks: the database's own part of the request.
+pub async fn me_read(bench: &Bench, clients: usize) -> anyhow::Result<Summary> {
+    let ids: Arc<Vec<i64>> = Arc::new(
+        bench.seeded.senders[..clients]
+            .iter()
+            .map(|u| u.id)
+            .collect(),
+    );
+    let mut samples = Vec::with_capacity(bench.plan.runs);
+    for _ in 0..bench.plan.runs {
+        let (pool, ids) = (bench.pool.clone(), ids.clone());
+        let sample = closed_loop(clients, bench.plan.window, &bench.meter, move |c, _| {
+            let (pool, id) = (pool.clone(), ids[c]);
+            async move {
+                db::users::find(&pool, id)
+                    .await?
+                    .context("the user is gone")?;
+                Ok(())
+            }
+        })
+        .await?;
+        samples.push(sample);
+    }
+    Ok(Summary::of(&samples, bench.cores))
+}
+
 /// `POST /api/auth/login` from `clients` clients, each its own account, back to back.
 fn logins(bench: &Bench, clients: usize) -> impl Future<Output = anyhow::Result<Sample>> + '_ {
     let url = format!("{}/api/auth/login", bench.api);

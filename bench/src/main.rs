@@ -474,7 +474,8 @@ async fn workloads(bench: &Bench, setting: &Setting, report: &mut Report) -> any
         progress("GET /api/auth/me");
         let (me, constant) = http::me(bench, 16, bench.plan.window).await?;
         let (me_alone, constant_alone) = http::me_alone(bench).await?;
-        report.me(16, me, constant, &me_alone, &constant_alone);
+        let read = http::me_read(bench, 16).await?;
+        report.me(16, me, constant, read, &me_alone, &constant_alone);
     }
     if want("login") {
         progress("login");

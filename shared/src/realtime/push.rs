@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
+use aws_config::meta::region::ProvideRegion;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::config::{
     BehaviorVersion, Credentials, Region, SharedHttpClient,
@@ -40,8 +44,8 @@ enum Outcome {
 /// Where the management API client takes its credentials and region from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CredentialsSource {
-    /// The function's environment, as the AWS SDK finds it (in Lambda: the role's keys and
-    /// `AWS_REGION`).
+    /// The function's environment, as Lambda sets it: the role's keys (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and `AWS_REGION`.
     Environment,
     /// Fixed placeholder keys, for the local gateway's `@connections` endpoint, which checks none.
     Local,
@@ -221,13 +225,14 @@ pub fn http_client() -> SharedHttpClient {
 async fn build_client(endpoint: &str, source: CredentialsSource) -> Client {
     let http = http_client();
     let builder = match source {
-        CredentialsSource::Environment => {
-            let sdk = aws_config::defaults(BehaviorVersion::latest())
-                .http_client(http)
-                .load()
-                .await;
-            aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
-        }
+        // Lambda hands a function its role's keys and its region in the environment. The
+        // SDK's whole default chain (profiles, SSO, STS web identity, ECS, IMDS) serves other
+        // hosts and would link about a megabyte of code Lambda never runs.
+        CredentialsSource::Environment => aws_sdk_apigatewaymanagement::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(http)
+            .region(EnvironmentVariableRegionProvider::new().region().await)
+            .credentials_provider(EnvironmentVariableCredentialsProvider::new()),
         CredentialsSource::Local => aws_sdk_apigatewaymanagement::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .http_client(http)
