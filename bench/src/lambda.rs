@@ -34,6 +34,8 @@ pub const HELLO: &str = "bench-hello";
 const MEMORY_SIZE: &str = "256";
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
+/// The role's access key the functions are given, as Lambda gives it in the environment.
+const ACCESS_KEY_ID: &str = "ASIABENCHMARKONLY000";
 /// The connection the `websocket` function is pinged on; its row is made for the benchmark.
 const CONNECTION_ID: &str = "benchLambdaConn=";
 
@@ -43,6 +45,13 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 struct Invocation {
     id: String,
     event: Bytes,
+}
+
+/// A post to the management API's `@connections/{id}`: its signature and frame.
+struct Push {
+    connection: String,
+    authorization: Option<String>,
+    body: Bytes,
 }
 
 /// What the function posted back.
@@ -57,6 +66,7 @@ struct RuntimeApi {
     invocations: Mutex<mpsc::Receiver<Invocation>>,
     polls: mpsc::UnboundedSender<Instant>,
     answers: mpsc::UnboundedSender<Answer>,
+    pushes: mpsc::UnboundedSender<Push>,
     function: String,
 }
 
@@ -66,6 +76,7 @@ struct Served {
     invocations: mpsc::Sender<Invocation>,
     polls: mpsc::UnboundedReceiver<Instant>,
     answers: mpsc::UnboundedReceiver<Answer>,
+    pushes: mpsc::UnboundedReceiver<Push>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -79,10 +90,12 @@ async fn serve(function: &str) -> anyhow::Result<Served> {
     let (invocations_tx, invocations_rx) = mpsc::channel(1);
     let (polls_tx, polls) = mpsc::unbounded_channel();
     let (answers_tx, answers) = mpsc::unbounded_channel();
+    let (pushes_tx, pushes) = mpsc::unbounded_channel();
     let api = Arc::new(RuntimeApi {
         invocations: Mutex::new(invocations_rx),
         polls: polls_tx,
         answers: answers_tx,
+        pushes: pushes_tx,
         function: function.to_owned(),
     });
     let app = Router::new()
@@ -98,7 +111,7 @@ async fn serve(function: &str) -> anyhow::Result<Served> {
         .route("/2018-06-01/runtime/init/error", post(init_error))
         // The functions' pushes (the websocket function's pong) land here and succeed, as
         // they would at API Gateway for a live connection.
-        .route("/@connections/{id}", post(|| async { StatusCode::OK }))
+        .route("/@connections/{id}", post(pushed))
         .with_state(api);
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
@@ -110,8 +123,56 @@ async fn serve(function: &str) -> anyhow::Result<Served> {
         invocations: invocations_tx,
         polls,
         answers,
+        pushes,
         server,
     })
+}
+
+async fn pushed(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(connection): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let _ = api.pushes.send(Push {
+        connection,
+        authorization,
+        body,
+    });
+    StatusCode::OK
+}
+
+/// The `websocket` function answers a ping with a pong posted to the connection through the
+/// management API, signed with the role's credentials from the environment: a benchmark of a
+/// function that cannot push would measure the wrong thing.
+fn check_pong(served: &mut Served) -> anyhow::Result<()> {
+    let push = served
+        .pushes
+        .try_recv()
+        .context("the websocket function answered the ping without posting a pong")?;
+    ensure!(
+        push.connection == CONNECTION_ID,
+        "the pong went to {}",
+        push.connection
+    );
+    let signed = format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/");
+    ensure!(
+        push.authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with(&signed)),
+        "the pong was not signed with the environment's credentials: {:?}",
+        push.authorization
+    );
+    let frame: Value = serde_json::from_slice(&push.body).context("the pong is not JSON")?;
+    ensure!(
+        frame["type"] == "pong",
+        "the ping was answered with {frame}"
+    );
+    Ok(())
 }
 
 async fn next(State(api): State<Arc<RuntimeApi>>) -> Response {
@@ -237,7 +298,7 @@ impl Setup {
             .env("AWS_DEFAULT_REGION", REGION)
             // Lambda hands a function its role's credentials in the environment; these reach
             // nothing, and with the metadata service off nothing looks further.
-            .env("AWS_ACCESS_KEY_ID", "ASIABENCHMARKONLY000")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", "bench-only-not-a-secret")
             .env("AWS_SESSION_TOKEN", "bench-only")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -373,6 +434,9 @@ pub async fn cold_starts(
         };
         let answered = invoke(&mut served, function, run as u64, &event).await? - exec;
         child.kill().await?;
+        if function == "websocket" {
+            check_pong(&mut served)?;
+        }
         starts.push(ColdStart { ready, answered });
     }
     Ok(starts)
