@@ -57,16 +57,18 @@ pub async fn delete(db: impl PgExecutor<'_>, connection_id: &str) -> Result<Opti
     .await?)
 }
 
+/// The connections that see the events of chat `$1`: its members' unscoped connections and
+/// those scoped to it. A query of its own, or a subquery of a statement that changes the chat.
+pub(crate) const CHAT_AUDIENCE: &str = "SELECT wc.connection_id FROM chat_members cm \
+     JOIN ws_connections wc ON wc.user_id = cm.user_id \
+     WHERE cm.chat_id = $1 AND (wc.chat_id IS NULL OR wc.chat_id = $1)";
+
 /// Connections that see a chat's events: members' unscoped connections and those scoped to it.
 pub async fn for_chat(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT c.connection_id FROM chat_members m \
-         JOIN ws_connections c ON c.user_id = m.user_id \
-         WHERE m.chat_id = $1 AND (c.chat_id IS NULL OR c.chat_id = $1)",
-    )
-    .bind(chat_id)
-    .fetch_all(db)
-    .await?)
+    Ok(sqlx::query_scalar(CHAT_AUDIENCE)
+        .bind(chat_id)
+        .fetch_all(db)
+        .await?)
 }
 
 /// Like [`for_chat`], without the connections of `except_user`.

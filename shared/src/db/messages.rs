@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 
+use crate::db::connections::CHAT_AUDIENCE;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, FromRow)]
@@ -29,19 +30,27 @@ struct InsertedRow {
     #[sqlx(flatten)]
     row: MessageRow,
     alone: bool,
+    audience: Vec<String>,
 }
 
 /// What a send produced.
 pub enum Sent {
-    /// Stored; `alone` when the sender is the chat's only member (so it is read already).
-    Created { row: MessageRow, alone: bool },
+    /// Stored; `alone` when the sender is the chat's only member (so it is read already);
+    /// `audience`: the connections that see the chat, to push the message to.
+    Created {
+        row: MessageRow,
+        alone: bool,
+        audience: Vec<String>,
+    },
     /// The same sender already sent this `client_id` in this chat.
     Duplicate(MessageRow),
 }
 
 /// Stores a message in one statement: takes the next `seq` from the chat row (sends to one chat
 /// serialize there; other chats are not touched), inserts, and moves the sender's read cursor
-/// to it. A failure rolls all three back, so `seq` has no gaps. `None`: not a member.
+/// to it. A failure rolls all three back, so `seq` has no gaps. The same statement lists the
+/// connections to push the message to, which saves the send a second round trip. `None`: not
+/// a member.
 pub async fn insert(
     db: impl PgExecutor<'_> + Copy,
     chat_id: i64,
@@ -61,7 +70,8 @@ pub async fn insert(
              UPDATE chat_members SET last_read_seq = (SELECT seq FROM m), last_read_at = now() \
              WHERE chat_id = $1 AND user_id = $2) \
          SELECT {MESSAGE_COLUMNS}, \
-             NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id <> $2) AS alone \
+             NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id <> $2) AS alone, \
+             ARRAY({CHAT_AUDIENCE}) AS audience \
          FROM m JOIN users u ON u.id = m.user_id"
     );
     let result = sqlx::query_as::<_, InsertedRow>(&sql)
@@ -75,6 +85,7 @@ pub async fn insert(
         Ok(inserted) => Ok(inserted.map(|i| Sent::Created {
             row: i.row,
             alone: i.alone,
+            audience: i.audience,
         })),
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("messages_client_id_key") => {
             // A concurrent retry of the same send won the race: answer with its message.

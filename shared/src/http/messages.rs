@@ -121,6 +121,8 @@ pub struct NewMessage {
 pub struct SendOutcome {
     pub message: MessageView,
     pub created: bool,
+    /// When created: the connections to push it to, found by the insert itself.
+    pub audience: Vec<String>,
 }
 
 /// Stores a message from `user_id` in `chat_id`, idempotently on `client_id`.
@@ -146,19 +148,26 @@ pub async fn send(
         return Ok(SendOutcome {
             message: view_one(state, existing).await?,
             created: false,
+            audience: Vec::new(),
         });
     }
     let sent = db::messages::insert(&state.db, chat_id, user_id, content.as_str(), client_id)
         .await?
         .ok_or_else(chat_not_found)?;
     Ok(match sent {
-        Sent::Created { row, alone } => SendOutcome {
+        Sent::Created {
+            row,
+            alone,
+            audience,
+        } => SendOutcome {
             message: MessageView::new(row, alone),
             created: true,
+            audience,
         },
         Sent::Duplicate(row) => SendOutcome {
             message: view_one(state, row).await?,
             created: false,
+            audience: Vec::new(),
         },
     })
 }
@@ -192,7 +201,7 @@ pub async fn send_message(
             chat_id,
             message: outcome.message.clone(),
         };
-        state.push.to_chat(chat_id, &event).await;
+        state.push.to_connections(&outcome.audience, &event).await;
     }
     let status = if outcome.created {
         StatusCode::CREATED

@@ -289,7 +289,7 @@ async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Repl
                             chat_id,
                             message: outcome.message,
                         };
-                        state.push.to_chat(chat_id, &event).await;
+                        state.push.to_connections(&outcome.audience, &event).await;
                     }
                     None
                 }
