@@ -280,8 +280,11 @@ async fn run(cli: Cli, cores: usize, gateway_rt: Handle) -> anyhow::Result<()> {
     };
     std::fs::write(&out, report.markdown())
         .with_context(|| format!("cannot write {}", out.display()))?;
+    let building = report.build_time.map_or_else(String::new, |b| {
+        format!(", {:.0} s of it building the functions", b.as_secs_f64())
+    });
     eprintln!(
-        "wrote {} ({:.0} s measuring, {:.0} s in all)",
+        "wrote {} ({:.0} s measuring, {:.0} s in all{building})",
         out.display(),
         report.measure_time.as_secs_f64(),
         report.total_time.as_secs_f64()
