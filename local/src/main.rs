@@ -4,7 +4,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use blockchat_local::{DEFAULT_DATA_DIR, DEFAULT_HTTP_ADDR, DEFAULT_WS_ADDR, Options};
+use blockchat_local::{
+    DEFAULT_DATA_DIR, DEFAULT_HTTP_ADDR, DEFAULT_WS_ADDR, Options, POSTGRES_DIR, postgres,
+};
 use clap::Parser;
 
 /// Serves the Block Chat API locally: every request goes through the same payload-2.0 event and
@@ -21,9 +23,12 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_WS_ADDR, value_parser = socket_addr)]
     ws: SocketAddr,
 
-    /// Folder for the embedded PostgreSQL cluster and the generated JWT secret.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
+    /// Folder for the embedded PostgreSQL cluster and the generated JWT secret [default:
+    /// .blockchat]. Run as root, the cluster goes under /var/lib/blockchat when the `postgres`
+    /// user cannot reach the default folder; a folder given here is used where it is, or not at
+    /// all.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 
     /// Use this PostgreSQL server instead of the embedded one (migrations are applied to it).
     #[arg(
@@ -77,14 +82,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("migrations applied; the schema is at version {applied}");
         return Ok(());
     }
+    let database_url = cli.database_url.filter(|url| !url.is_empty());
+    if let (Some(data_dir), None) = (&cli.data_dir, &database_url) {
+        postgres::require_reachable(&data_dir.join(POSTGRES_DIR))?;
+    }
     let options = Options {
         http_addr: cli.http,
         ws_addr: cli.ws,
-        data_dir: cli.data_dir,
-        database_url: cli.database_url.filter(|url| !url.is_empty()),
+        data_dir: cli
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        database_url,
         ..Options::default()
     };
     let gateway = blockchat_local::start(options).await?;
+    if let Some(cluster) = gateway.cluster() {
+        println!("PostgreSQL data in {}", cluster.data_dir().display());
+    }
     println!("Block Chat API on {}", gateway.api_url());
     println!("WebSocket API on {}/?token=ACCESS_TOKEN", gateway.ws_url());
     println!(
