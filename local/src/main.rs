@@ -98,6 +98,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let gateway = blockchat_local::start(options).await?;
     if let Some(cluster) = gateway.cluster() {
         println!("PostgreSQL data in {}", cluster.data_dir().display());
+        println!(
+            "Database URL {}",
+            cluster.url(blockchat_local::DATABASE_NAME)
+        );
     }
     println!("Block Chat API on {}", gateway.api_url());
     println!("WebSocket API on {}/?token=ACCESS_TOKEN", gateway.ws_url());

@@ -83,6 +83,9 @@ async fn embedded_cluster_keeps_its_data_across_restarts() {
     let dir = fresh_dir("pg-restart");
 
     let first = start_cluster(ClusterOptions::new(&dir)).await;
+    // Where the data is: `dir` itself, or a folder of its own when (as root) the `postgres` user
+    // cannot reach `dir`.
+    let data = first.data_dir().to_owned();
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(first.connect_options(postgres::MAINTENANCE_DATABASE))
@@ -99,7 +102,7 @@ async fn embedded_cluster_keeps_its_data_across_restarts() {
         .expect("join")
         .expect("stop");
     assert!(
-        !dir.join("postmaster.pid").exists(),
+        !data.join("postmaster.pid").exists(),
         "a clean stop removes the pid file"
     );
 
@@ -122,43 +125,47 @@ async fn embedded_cluster_keeps_its_data_across_restarts() {
     assert!(!again.is_owned());
     assert_eq!(again.pid(), second.pid());
     drop(again);
-    assert!(dir.join("postmaster.pid").exists());
+    assert!(data.join("postmaster.pid").exists());
 
     tokio::task::spawn_blocking(move || second.stop())
         .await
         .expect("join")
         .expect("stop");
     remove_dir(&dir);
+    remove_dir(&data);
 }
 
 #[tokio::test]
 async fn a_pid_file_left_by_a_dead_server_does_not_block_the_start() {
     let dir = fresh_dir("pg-stale");
     let cluster = start_cluster(ClusterOptions::new(&dir).ephemeral()).await;
+    let data = cluster.data_dir().to_owned();
     tokio::task::spawn_blocking(move || cluster.stop())
         .await
         .expect("join")
         .expect("stop");
     // What a server killed outright leaves: its pid file, naming a process that is gone.
     std::fs::write(
-        dir.join("postmaster.pid"),
+        data.join("postmaster.pid"),
         format!(
             "{}\n{}\n0\n5432\n{}\n\n0 0\nready   \n",
             i32::MAX - 1,
-            dir.display(),
-            dir.display()
+            data.display(),
+            data.display()
         ),
     )
     .expect("write");
 
     let cluster = start_cluster(ClusterOptions::new(&dir).ephemeral()).await;
     assert!(cluster.is_owned());
+    assert_eq!(cluster.data_dir(), data);
 
     tokio::task::spawn_blocking(move || cluster.stop())
         .await
         .expect("join")
         .expect("stop");
     remove_dir(&dir);
+    remove_dir(&data);
 }
 
 #[tokio::test]

@@ -1,11 +1,11 @@
 //! `ws_connections`: live WebSocket connections, and who should receive what.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 
 use crate::error::Result;
 
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct ConnectionRow {
     pub connection_id: String,
     pub user_id: i64,
@@ -20,55 +20,63 @@ pub async fn insert(
     user_id: i64,
     chat_id: Option<i64>,
 ) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "WITH first AS (SELECT NOT EXISTS (SELECT 1 FROM ws_connections WHERE user_id = $2) AS f), \
-              ins AS (INSERT INTO ws_connections (connection_id, user_id, chat_id) VALUES ($1, $2, $3) \
-                      ON CONFLICT (connection_id) DO UPDATE SET user_id = $2, chat_id = $3, \
-                          last_seen_at = now()) \
-         SELECT f FROM first",
+    Ok(sqlx::query_scalar!(
+        r#"WITH first AS (SELECT NOT EXISTS (SELECT 1 FROM ws_connections WHERE user_id = $2) AS f),
+                ins AS (INSERT INTO ws_connections (connection_id, user_id, chat_id)
+                        VALUES ($1, $2, $3)
+                        ON CONFLICT (connection_id) DO UPDATE SET user_id = $2, chat_id = $3,
+                            last_seen_at = now())
+           SELECT f AS "first!" FROM first"#,
+        connection_id,
+        user_id,
+        chat_id,
     )
-    .bind(connection_id)
-    .bind(user_id)
-    .bind(chat_id)
     .fetch_one(db)
     .await?)
 }
 
 pub async fn find(db: impl PgExecutor<'_>, connection_id: &str) -> Result<Option<ConnectionRow>> {
-    Ok(sqlx::query_as(
-        "UPDATE ws_connections SET last_seen_at = now() WHERE connection_id = $1 \
+    Ok(sqlx::query_as!(
+        ConnectionRow,
+        "UPDATE ws_connections SET last_seen_at = now() WHERE connection_id = $1
          RETURNING connection_id, user_id, chat_id, connected_at",
+        connection_id,
     )
-    .bind(connection_id)
     .fetch_optional(db)
     .await?)
 }
 
 /// Deletes a connection; answers `(user_id, was their last)` when it existed.
 pub async fn delete(db: impl PgExecutor<'_>, connection_id: &str) -> Result<Option<(i64, bool)>> {
-    Ok(sqlx::query_as(
-        "WITH d AS (DELETE FROM ws_connections WHERE connection_id = $1 RETURNING user_id) \
-         SELECT d.user_id, NOT EXISTS (SELECT 1 FROM ws_connections c \
-                                       WHERE c.user_id = d.user_id AND c.connection_id <> $1) \
-         FROM d",
+    let row = sqlx::query!(
+        r#"WITH d AS (DELETE FROM ws_connections WHERE connection_id = $1 RETURNING user_id)
+           SELECT d.user_id AS "user_id!",
+                  NOT EXISTS (SELECT 1 FROM ws_connections c
+                              WHERE c.user_id = d.user_id AND c.connection_id <> $1) AS "last!"
+           FROM d"#,
+        connection_id,
     )
-    .bind(connection_id)
     .fetch_optional(db)
-    .await?)
+    .await?;
+    Ok(row.map(|row| (row.user_id, row.last)))
 }
 
-/// The connections that see the events of chat `$1`: its members' unscoped connections and
-/// those scoped to it. A query of its own, or a subquery of a statement that changes the chat.
+/// The connections that see the events of chat `$1`, as a subquery of the send's statement.
 pub(crate) const CHAT_AUDIENCE: &str = "SELECT wc.connection_id FROM chat_members cm \
      JOIN ws_connections wc ON wc.user_id = cm.user_id \
      WHERE cm.chat_id = $1 AND (wc.chat_id IS NULL OR wc.chat_id = $1)";
 
 /// Connections that see a chat's events: members' unscoped connections and those scoped to it.
+/// The send's statement (`messages::insert`) lists the same audience in a subquery of its own.
 pub async fn for_chat(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(CHAT_AUDIENCE)
-        .bind(chat_id)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_scalar!(
+        "SELECT wc.connection_id FROM chat_members cm
+         JOIN ws_connections wc ON wc.user_id = cm.user_id
+         WHERE cm.chat_id = $1 AND (wc.chat_id IS NULL OR wc.chat_id = $1)",
+        chat_id,
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// Like [`for_chat`], without the connections of `except_user`.
@@ -77,13 +85,13 @@ pub async fn for_chat_except(
     chat_id: i64,
     except_user: i64,
 ) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT c.connection_id FROM chat_members m \
-         JOIN ws_connections c ON c.user_id = m.user_id \
+    Ok(sqlx::query_scalar!(
+        "SELECT c.connection_id FROM chat_members m
+         JOIN ws_connections c ON c.user_id = m.user_id
          WHERE m.chat_id = $1 AND m.user_id <> $2 AND (c.chat_id IS NULL OR c.chat_id = $1)",
+        chat_id,
+        except_user,
     )
-    .bind(chat_id)
-    .bind(except_user)
     .fetch_all(db)
     .await?)
 }
@@ -95,55 +103,55 @@ pub async fn for_contacts(
     user_id: i64,
     except: Option<&str>,
 ) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT c.connection_id FROM ws_connections c WHERE c.chat_id IS NULL AND c.user_id IN ( \
-             SELECT o.user_id FROM chat_members mine \
-             JOIN chat_members o ON o.chat_id = mine.chat_id WHERE mine.user_id = $1 \
-             UNION SELECT $1) \
+    Ok(sqlx::query_scalar!(
+        "SELECT c.connection_id FROM ws_connections c WHERE c.chat_id IS NULL AND c.user_id IN (
+             SELECT o.user_id FROM chat_members mine
+             JOIN chat_members o ON o.chat_id = mine.chat_id WHERE mine.user_id = $1
+             UNION SELECT $1)
          AND c.connection_id IS DISTINCT FROM $2",
+        user_id,
+        except,
     )
-    .bind(user_id)
-    .bind(except)
     .fetch_all(db)
     .await?)
 }
 
 /// Every connection of a user (to close them when the account goes).
 pub async fn of_user(db: impl PgExecutor<'_>, user_id: i64) -> Result<Vec<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT connection_id FROM ws_connections WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_all(db)
-            .await?,
+    Ok(sqlx::query_scalar!(
+        "SELECT connection_id FROM ws_connections WHERE user_id = $1",
+        user_id,
     )
+    .fetch_all(db)
+    .await?)
 }
 
 /// Connections of one user scoped to one chat (closed when they leave it).
 pub async fn scoped(db: impl PgExecutor<'_>, user_id: i64, chat_id: i64) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         "SELECT connection_id FROM ws_connections WHERE user_id = $1 AND chat_id = $2",
+        user_id,
+        chat_id,
     )
-    .bind(user_id)
-    .bind(chat_id)
     .fetch_all(db)
     .await?)
 }
 
 /// Every connection scoped to one chat.
 pub async fn scoped_to(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT connection_id FROM ws_connections WHERE chat_id = $1")
-            .bind(chat_id)
-            .fetch_all(db)
-            .await?,
+    Ok(sqlx::query_scalar!(
+        "SELECT connection_id FROM ws_connections WHERE chat_id = $1",
+        chat_id,
     )
+    .fetch_all(db)
+    .await?)
 }
 
 /// Forgets connections older than API Gateway's two-hour limit, whose `$disconnect` never came.
 /// Returns the users who had them.
 pub async fn sweep_stale(db: impl PgExecutor<'_>) -> Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "DELETE FROM ws_connections WHERE connected_at < now() - interval '2 hours' \
+    Ok(sqlx::query_scalar!(
+        "DELETE FROM ws_connections WHERE connected_at < now() - interval '2 hours'
          RETURNING user_id",
     )
     .fetch_all(db)
