@@ -1,12 +1,9 @@
 //! Sending, paging, editing and deleting messages, and read tracking, as a client sees them.
 
-mod client;
-mod common;
-
 use std::collections::BTreeSet;
 
-use client::{User, assert_utc_timestamp, seqs};
-use common::TestApp;
+use crate::client::{User, assert_utc_timestamp, seqs};
+use crate::common::TestApp;
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,14 +17,14 @@ fn id(value: &Value) -> i64 {
 async fn stored_seqs(app: &TestApp, chat: i64) -> Vec<i64> {
     sqlx::query_scalar("SELECT seq FROM messages WHERE chat_id = $1 ORDER BY seq")
         .bind(chat)
-        .fetch_all(&app.pool)
+        .fetch_all(&app.db.pool)
         .await
         .expect("stored seqs")
 }
 
 async fn stored_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count messages")
 }
@@ -524,7 +521,7 @@ async fn authors_and_group_admins_delete_messages_leaving_tombstones() {
     let stored: Vec<String> =
         sqlx::query_scalar("SELECT content FROM messages WHERE chat_id = $1 ORDER BY seq")
             .bind(chat)
-            .fetch_all(&app.pool)
+            .fetch_all(&app.db.pool)
             .await
             .expect("contents");
     assert_eq!(

@@ -1,11 +1,8 @@
 //! Direct chats, groups and their members, as a client sees them; and who may call which chat
 //! or message route.
 
-mod client;
-mod common;
-
-use client::{User, assert_utc_timestamp, ids};
-use common::TestApp;
+use crate::client::{User, assert_utc_timestamp, ids};
+use crate::common::TestApp;
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -21,7 +18,7 @@ fn usernames(chat: &Value) -> Vec<&str> {
 
 async fn chat_rows(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM chats")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count chats")
 }
@@ -300,12 +297,12 @@ async fn concurrent_requests_for_one_direct_chat_from_both_sides_make_exactly_on
     }
 
     let chats: i64 = sqlx::query_scalar("SELECT count(*) FROM chats WHERE NOT is_group")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count");
     assert_eq!(chats, 1, "one direct chat in the database");
     let members: Vec<i64> = sqlx::query_scalar("SELECT user_id FROM chat_members ORDER BY user_id")
-        .fetch_all(&app.pool)
+        .fetch_all(&app.db.pool)
         .await
         .expect("members");
     assert_eq!(members, [alice.id, bob.id]);
@@ -447,7 +444,7 @@ async fn bulk_users(app: &TestApp, count: i64) -> Vec<i64> {
          RETURNING id",
     )
     .bind(count)
-    .fetch_all(&app.pool)
+    .fetch_all(&app.db.pool)
     .await
     .expect("bulk users")
 }
@@ -491,7 +488,7 @@ async fn a_chat_has_at_most_1000_members() {
     .assert_problem(422, "validation_failed");
     let members: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_members WHERE chat_id = $1")
         .bind(chat)
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count");
     assert_eq!(members, 1000, "a refused addition adds no one");
@@ -575,7 +572,7 @@ async fn admins_rename_a_group_and_no_one_renames_a_direct_chat() {
 async fn messages_in(app: &TestApp, chat: i64) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM messages WHERE chat_id = $1")
         .bind(chat)
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count messages")
 }
@@ -944,7 +941,7 @@ fn every_route(chat: i64, alice_message: i64, bob: i64, dave: i64) -> Vec<Route>
 }
 
 /// Checks a refusal; `None` when it is as expected, or what went wrong.
-fn refusal(reply: &client::Reply, status: u16, code: Option<&str>) -> Option<String> {
+fn refusal(reply: &crate::client::Reply, status: u16, code: Option<&str>) -> Option<String> {
     let mut wrong = Vec::new();
     if reply.status != status {
         wrong.push(format!("status {} (want {status})", reply.status));
@@ -1255,7 +1252,7 @@ async fn raw(
     path: &str,
     token: &str,
     body: String,
-) -> client::Reply {
+) -> crate::client::Reply {
     let response = app
         .client
         .request(method, app.url(path))
@@ -1270,7 +1267,7 @@ async fn raw(
     let bytes = response.bytes().await.expect("body");
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    client::Reply {
+    crate::client::Reply {
         status,
         headers,
         body,
