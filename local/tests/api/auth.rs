@@ -222,6 +222,7 @@ async fn refresh_rotates_and_a_replayed_token_revokes_the_family() {
 }
 
 /// The refresh token of a successful answer.
+#[track_caller]
 fn refresh_token_of(reply: &Reply) -> String {
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.body["refresh_token"]

@@ -46,6 +46,12 @@ impl Reply {
         );
         assert_eq!(self.body["status"], status, "{}", self.body);
         assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["type"], "about:blank", "{}", self.body);
+        assert!(
+            self.body["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{}",
+            self.body
+        );
         assert!(
             self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
             "{}",

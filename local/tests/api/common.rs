@@ -121,6 +121,26 @@ impl TestDatabase {
         Self { name, pool }
     }
 
+    /// Returns once `count` sessions on this database wait for a lock (that the test holds), so
+    /// that what they do next happens while all of them are in flight.
+    pub async fn until_waiting_for_locks(&self, count: i64) {
+        let mut waiting = 0;
+        for _ in 0..500 {
+            waiting = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .expect("pg_stat_activity");
+            if waiting >= count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{waiting} sessions wait for a lock after 10 s, not {count}");
+    }
+
     /// The URL a server of the product connects with.
     pub fn url(&self) -> String {
         shared().cluster.url(&self.name)

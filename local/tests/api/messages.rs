@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use crate::client::{User, assert_utc_timestamp, seqs};
 use crate::common::TestApp;
+use blockchat::db;
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -222,14 +223,22 @@ async fn a_client_id_makes_a_send_idempotent() {
     assert_eq!(stored_count(&app).await, 5);
 }
 
-#[tokio::test]
+/// Gateway connections enough for every request of a race to hold one at once.
+const RACE_SETTINGS: &[(&str, &str)] = &[("DB_MAX_CONNECTIONS", "16")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_of_one_send_store_exactly_one_message() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(RACE_SETTINGS).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let chat = app.group(&alice, "team", &[&bob]).await;
     let path = format!("/api/chats/{chat}/messages");
 
+    // The test holds the chat row that every insert must update. Each retry looks for its
+    // client_id, finds nothing, and waits at the insert; released together, one stores the
+    // message and the nine others lose to the unique constraint, every run.
+    let mut gate = app.db.pool.begin().await.expect("begin");
+    db::chats::lock(&mut *gate, chat).await.expect("lock");
     let retries = (0..10).map(|_| {
         app.post_as(
             &alice,
@@ -237,7 +246,11 @@ async fn concurrent_retries_of_one_send_store_exactly_one_message() {
             json!({"content": "flaky network", "client_id": "retry-me"}),
         )
     });
-    let replies = join_all(retries).await;
+    let release = async {
+        app.db.until_waiting_for_locks(10).await;
+        gate.commit().await.expect("commit");
+    };
+    let (replies, ()) = tokio::join!(join_all(retries), release);
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
@@ -264,9 +277,9 @@ async fn concurrent_retries_of_one_send_store_exactly_one_message() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_sends_from_eight_clients_get_seq_1_to_200() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(RACE_SETTINGS).await;
     let mut users = Vec::new();
     for i in 0..8 {
         users.push(app.user(&format!("sender{i}")).await);

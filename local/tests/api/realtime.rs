@@ -556,8 +556,10 @@ async fn a_connection_whose_disconnect_never_came_is_deleted_when_a_push_meets_4
     );
 }
 
-#[tokio::test]
-async fn when_the_admin_leaves_member_removed_names_the_new_admin() {
+/// Alice, the admin of a group with Bob and Carol, goes by a DELETE of the path that `going`
+/// makes of the chat and her id. Carol must hear Bob named the new admin, Bob having joined
+/// first.
+async fn the_admin_goes_and_member_removed_names_the_new_admin(going: fn(i64, i64) -> String) {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
@@ -565,38 +567,28 @@ async fn when_the_admin_leaves_member_removed_names_the_new_admin() {
     let chat = app.group(&alice, "team", &[&bob, &carol]).await;
     let mut carol_socket = app.connect(&carol, None).await;
 
-    let left = app
-        .delete_as(&alice, &format!("/api/chats/{chat}/members/{}", alice.id))
-        .await;
-    assert_eq!(left.status, 204, "{}", left.body);
+    let gone = app.delete_as(&alice, &going(chat, alice.id)).await;
+    assert_eq!(gone.status, 204, "{}", gone.body);
     let removed = carol_socket.expect("member.removed").await;
     assert_eq!(removed["chat_id"], chat);
     assert_eq!(removed["user_id"], alice.id);
     assert_eq!(removed["new_admin"], bob.id, "{removed}");
+    assert_eq!(app.chat_as(&bob, chat).await["role"], "admin");
     carol_socket.expect_quiet().await;
 }
 
 #[tokio::test]
+async fn when_the_admin_leaves_member_removed_names_the_new_admin() {
+    the_admin_goes_and_member_removed_names_the_new_admin(|chat, alice| {
+        format!("/api/chats/{chat}/members/{alice}")
+    })
+    .await;
+}
+
+/// As when the admin leaves: deleting the account hands the role over the same way.
+#[tokio::test]
 #[ignore = "fixed by the service layer"]
 async fn when_the_admin_deletes_their_account_member_removed_names_the_new_admin() {
-    let app = TestApp::spawn().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let carol = app.user("carol").await;
-    let chat = app.group(&alice, "team", &[&bob, &carol]).await;
-    let mut carol_socket = app.connect(&carol, None).await;
-
-    let deleted = app
-        .delete_as(&alice, &format!("/api/users/{}", alice.id))
+    the_admin_goes_and_member_removed_names_the_new_admin(|_, alice| format!("/api/users/{alice}"))
         .await;
-    assert_eq!(deleted.status, 204, "{}", deleted.body);
-    let removed = carol_socket.expect("member.removed").await;
-    assert_eq!(removed["chat_id"], chat);
-    assert_eq!(removed["user_id"], alice.id);
-    assert_eq!(
-        removed["new_admin"], bob.id,
-        "as when the admin leaves: {removed}"
-    );
-    assert_eq!(app.chat_as(&bob, chat).await["role"], "admin");
-    carol_socket.expect_quiet().await;
 }
