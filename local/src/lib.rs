@@ -85,6 +85,7 @@ pub struct RunningGateway {
     stop: Option<oneshot::Sender<()>>,
     ws_server: Option<JoinHandle<io::Result<()>>>,
     ws_stop: Option<oneshot::Sender<()>>,
+    ws_api: websocket::WebSocketApi,
     cluster: Option<Cluster>,
 }
 
@@ -108,6 +109,7 @@ pub async fn start(options: Options) -> anyhow::Result<RunningGateway> {
             stop: Some(serving.stop),
             ws_server: Some(serving.ws_server),
             ws_stop: Some(serving.ws_stop),
+            ws_api: serving.ws_api,
             cluster,
         }),
         Err(e) => {
@@ -127,6 +129,7 @@ struct Serving {
     stop: oneshot::Sender<()>,
     ws_server: JoinHandle<io::Result<()>>,
     ws_stop: oneshot::Sender<()>,
+    ws_api: websocket::WebSocketApi,
 }
 
 async fn serve_database(options: &Options, database_url: String) -> anyhow::Result<Serving> {
@@ -177,7 +180,7 @@ async fn serve_database(options: &Options, database_url: String) -> anyhow::Resu
     tracing::info!(%http_addr, "HTTP API listening");
     let (ws_stop, ws_stopped) = oneshot::channel::<()>();
     let ws_api = websocket::WebSocketApi::new(&state, ws_addr);
-    let ws_server = tokio::spawn(websocket::serve(ws_listener, ws_api, async move {
+    let ws_server = tokio::spawn(websocket::serve(ws_listener, ws_api.clone(), async move {
         let _ = ws_stopped.await;
     }));
     tracing::info!(%ws_addr, "WebSocket API and @connections listening");
@@ -189,6 +192,7 @@ async fn serve_database(options: &Options, database_url: String) -> anyhow::Resu
         stop,
         ws_server,
         ws_stop,
+        ws_api,
     })
 }
 
@@ -337,6 +341,12 @@ impl RunningGateway {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The WebSocket API, for what only a test should do to it
+    /// ([`websocket::WebSocketApi::drop_without_disconnect`]).
+    pub fn websocket_api(&self) -> &websocket::WebSocketApi {
+        &self.ws_api
     }
 
     /// The embedded cluster, when the gateway runs one.

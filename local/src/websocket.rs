@@ -77,6 +77,27 @@ impl WebSocketApi {
         self.connections.lock().map(|c| c.len()).unwrap_or(0)
     }
 
+    /// Drops a connection the way a lost `$disconnect` leaves it: the TCP connection closes
+    /// without a closing handshake and the function is never told, so its `ws_connections` row
+    /// stays until a push meets 410 Gone (API Gateway documents `$disconnect` as best effort).
+    /// Returns whether the connection was live. For tests of that cleanup.
+    pub fn drop_without_disconnect(&self, connection_id: &str) -> bool {
+        let removed = self
+            .connections
+            .lock()
+            .ok()
+            .and_then(|mut c| c.remove(connection_id));
+        match removed {
+            // Without its entry, the connection's end finds nothing to report to `$disconnect`;
+            // dropping the entry's sender ends the writer, which drops the socket's sink.
+            Some(connection) => {
+                connection.closing.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The router for the listener: WebSocket upgrades anywhere, `@connections` beside them
     /// (with or without a stage prefix, as SDK endpoints may carry one).
     pub fn router(self) -> axum::Router {

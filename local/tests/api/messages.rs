@@ -1,12 +1,10 @@
 //! Sending, paging, editing and deleting messages, and read tracking, as a client sees them.
 
-mod client;
-mod common;
-
 use std::collections::BTreeSet;
 
-use client::{User, assert_utc_timestamp, seqs};
-use common::TestApp;
+use crate::client::{User, assert_utc_timestamp, seqs};
+use crate::common::TestApp;
+use blockchat::db;
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,14 +18,14 @@ fn id(value: &Value) -> i64 {
 async fn stored_seqs(app: &TestApp, chat: i64) -> Vec<i64> {
     sqlx::query_scalar("SELECT seq FROM messages WHERE chat_id = $1 ORDER BY seq")
         .bind(chat)
-        .fetch_all(&app.pool)
+        .fetch_all(&app.db.pool)
         .await
         .expect("stored seqs")
 }
 
 async fn stored_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count messages")
 }
@@ -225,14 +223,22 @@ async fn a_client_id_makes_a_send_idempotent() {
     assert_eq!(stored_count(&app).await, 5);
 }
 
-#[tokio::test]
+/// Gateway connections enough for every request of a race to hold one at once.
+const RACE_SETTINGS: &[(&str, &str)] = &[("DB_MAX_CONNECTIONS", "16")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_of_one_send_store_exactly_one_message() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(RACE_SETTINGS).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let chat = app.group(&alice, "team", &[&bob]).await;
     let path = format!("/api/chats/{chat}/messages");
 
+    // The test holds the chat row that every insert must update. Each retry looks for its
+    // client_id, finds nothing, and waits at the insert; released together, one stores the
+    // message and the nine others lose to the unique constraint, every run.
+    let mut gate = app.db.pool.begin().await.expect("begin");
+    db::chats::lock(&mut *gate, chat).await.expect("lock");
     let retries = (0..10).map(|_| {
         app.post_as(
             &alice,
@@ -240,7 +246,11 @@ async fn concurrent_retries_of_one_send_store_exactly_one_message() {
             json!({"content": "flaky network", "client_id": "retry-me"}),
         )
     });
-    let replies = join_all(retries).await;
+    let release = async {
+        app.db.until_waiting_for_locks(10).await;
+        gate.commit().await.expect("commit");
+    };
+    let (replies, ()) = tokio::join!(join_all(retries), release);
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
@@ -267,9 +277,9 @@ async fn concurrent_retries_of_one_send_store_exactly_one_message() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_sends_from_eight_clients_get_seq_1_to_200() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(RACE_SETTINGS).await;
     let mut users = Vec::new();
     for i in 0..8 {
         users.push(app.user(&format!("sender{i}")).await);
@@ -524,7 +534,7 @@ async fn authors_and_group_admins_delete_messages_leaving_tombstones() {
     let stored: Vec<String> =
         sqlx::query_scalar("SELECT content FROM messages WHERE chat_id = $1 ORDER BY seq")
             .bind(chat)
-            .fetch_all(&app.pool)
+            .fetch_all(&app.db.pool)
             .await
             .expect("contents");
     assert_eq!(

@@ -3,8 +3,7 @@
 //! One embedded cluster serves every test of a process. Test processes take turns on it (a file
 //! lock), so each one owns the cluster it uses and may clear what earlier runs left behind. A
 //! template database holds the migrated schema; each test gets a copy, a few milliseconds' work.
-
-#![allow(dead_code)]
+//! A test of the database alone takes just the copy ([`TestDatabase::create`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -90,13 +89,83 @@ async fn prepare_template(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh copy of the migrated database, dropped with this value.
+pub struct TestDatabase {
+    pub name: String,
+    /// On this database, for arranging and checking what the API cannot show.
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// A copy of the template with a pool of `max_connections` on it.
+    pub async fn create(max_connections: u32) -> Self {
+        let cluster = &shared().cluster;
+        let name = format!(
+            "{TEST_DATABASE_PREFIX}{}_{}",
+            std::process::id(),
+            NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = cluster
+            .connect_maintenance()
+            .await
+            .expect("cannot connect to the test cluster");
+        postgres::create_database(&mut admin, &name, Some(TEMPLATE_DATABASE))
+            .await
+            .expect("cannot copy the template database");
+        let _ = admin.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(cluster.connect_options(&name))
+            .await
+            .expect("cannot connect to the test database");
+        Self { name, pool }
+    }
+
+    /// Returns once `count` sessions on this database wait for a lock (that the test holds), so
+    /// that what they do next happens while all of them are in flight.
+    pub async fn until_waiting_for_locks(&self, count: i64) {
+        let mut waiting = 0;
+        for _ in 0..500 {
+            waiting = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .expect("pg_stat_activity");
+            if waiting >= count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{waiting} sessions wait for a lock after 10 s, not {count}");
+    }
+
+    /// The URL a server of the product connects with.
+    pub fn url(&self) -> String {
+        shared().cluster.url(&self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    /// The test's runtime is busy dropping us, so the drop runs on a thread with a small runtime
+    /// of its own; `FORCE` ends the sessions still open.
+    fn drop(&mut self) {
+        let Some(shared) = SHARED.get() else { return };
+        let admin = shared
+            .cluster
+            .connect_options(postgres::MAINTENANCE_DATABASE);
+        let database = self.name.clone();
+        let _ = std::thread::spawn(move || drop_database(admin, &database)).join();
+    }
+}
+
 /// The gateway, serving one test over a fresh copy of the migrated database.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    /// On the test's own database, for arranging and checking what the API cannot show.
-    pub pool: PgPool,
-    pub database: String,
+    /// The gateway's database; `db.pool` arranges and checks what the API cannot show.
+    pub db: TestDatabase,
     gateway: Option<RunningGateway>,
 }
 
@@ -112,21 +181,7 @@ impl TestApp {
         if std::env::var_os("RUST_LOG").is_some() {
             blockchat::telemetry::init();
         }
-        let cluster = &shared().cluster;
-        let database = format!(
-            "{TEST_DATABASE_PREFIX}{}_{}",
-            std::process::id(),
-            NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = cluster
-            .connect_maintenance()
-            .await
-            .expect("cannot connect to the test cluster");
-        postgres::create_database(&mut admin, &database, Some(TEMPLATE_DATABASE))
-            .await
-            .expect("cannot copy the template database");
-        let _ = admin.close().await;
-
+        let db = TestDatabase::create(2).await;
         let mut options_settings =
             BTreeMap::from([("DB_MAX_CONNECTIONS".to_owned(), "4".to_owned())]);
         options_settings.extend(
@@ -138,22 +193,16 @@ impl TestApp {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ws_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: test_dir(),
-            database_url: Some(cluster.url(&database)),
+            database_url: Some(db.url()),
             jwt_secret: Some(TEST_JWT_SECRET.to_owned()),
             settings: options_settings,
         })
         .await
         .expect("cannot start the gateway");
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(cluster.connect_options(&database))
-            .await
-            .expect("cannot connect to the test database");
         Self {
             addr: gateway.http_addr(),
             client: reqwest::Client::new(),
-            pool,
-            database,
+            db,
             gateway: Some(gateway),
         }
     }
@@ -186,16 +235,9 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
-    /// The database goes with the test. The test's runtime is busy dropping us, so the drop runs
-    /// on a thread with a small runtime of its own; `FORCE` ends the sessions still open.
+    /// The gateway stops before its database goes (with the `db` field, after this).
     fn drop(&mut self) {
         drop(self.gateway.take());
-        let Some(shared) = SHARED.get() else { return };
-        let admin = shared
-            .cluster
-            .connect_options(postgres::MAINTENANCE_DATABASE);
-        let database = self.database.clone();
-        let _ = std::thread::spawn(move || drop_database(admin, &database)).join();
     }
 }
 

@@ -1,13 +1,10 @@
 //! Accounts and tokens, as a client sees them through the local gateway.
 
-mod client;
-mod common;
-
+use crate::client::{PASSWORD, Reply};
+use crate::common::{TEST_JWT_SECRET, TestApp};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use blockchat::auth::tokens::{JwtKeys, now_secs};
-use client::{PASSWORD, Reply};
-use common::{TEST_JWT_SECRET, TestApp};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -224,6 +221,55 @@ async fn refresh_rotates_and_a_replayed_token_revokes_the_family() {
         .assert_problem(401, "invalid_refresh_token");
 }
 
+/// The refresh token of a successful answer.
+#[track_caller]
+fn refresh_token_of(reply: &Reply) -> String {
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_replay_three_rotations_late_ends_that_session_and_no_other() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    // A second login of the same user: a session of its own, on another device.
+    let laptop = app.login("alice", PASSWORD).await;
+    let mut laptop_refresh = refresh_token_of(&laptop);
+
+    let mut chain = vec![alice.refresh_token.clone()];
+    for _ in 0..3 {
+        let rotated = refresh(&app, chain.last().expect("a token")).await;
+        let next = refresh_token_of(&rotated);
+        assert!(!chain.contains(&next), "every rotation is a new token");
+        chain.push(next);
+    }
+    // The stolen first token comes back after three rotations.
+    refresh(&app, &chain[0])
+        .await
+        .assert_problem(401, "refresh_token_reused");
+    // Every token of that session is dead, the newest included.
+    for token in chain.iter().rev() {
+        refresh(&app, token)
+            .await
+            .assert_problem(401, "invalid_refresh_token");
+    }
+
+    // The laptop's session lives on and keeps rotating.
+    for _ in 0..2 {
+        let rotated = refresh(&app, &laptop_refresh).await;
+        laptop_refresh = refresh_token_of(&rotated);
+        let access = rotated.body["access_token"].as_str().expect("access");
+        let who = me(&app, access).await;
+        assert_eq!(who.status, 200, "{}", who.body);
+        assert_eq!(who.body["id"], alice.id);
+    }
+    let fresh = app.login("alice", PASSWORD).await;
+    assert_eq!(fresh.status, 200, "logging in again starts a new session");
+}
+
 #[tokio::test]
 async fn logout_revokes_the_refresh_token() {
     let app = TestApp::spawn().await;
@@ -280,7 +326,7 @@ async fn invalid_fields_are_422_naming_each_field_and_store_nothing() {
     missing.assert_problem(422, "validation_failed");
     assert_eq!(missing.body["errors"][0]["field"], "password");
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count");
     assert_eq!(users, 0);

@@ -1,7 +1,6 @@
 //! A client's view of the API, on top of [`TestApp`]: accounts, and requests that return what
-//! a client would look at (status, headers, JSON).
-
-#![allow(dead_code)]
+//! a client would look at (status, headers, JSON), and a WebSocket client that reports every
+//! frame it gets.
 
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -14,7 +13,6 @@ use crate::common::TestApp;
 pub struct User {
     pub id: i64,
     pub username: String,
-    pub password: String,
     pub token: String,
     pub refresh_token: String,
 }
@@ -48,6 +46,12 @@ impl Reply {
         );
         assert_eq!(self.body["status"], status, "{}", self.body);
         assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["type"], "about:blank", "{}", self.body);
+        assert!(
+            self.body["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{}",
+            self.body
+        );
         assert!(
             self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
             "{}",
@@ -149,7 +153,6 @@ impl TestApp {
         User {
             id,
             username: username.to_owned(),
-            password: PASSWORD.to_owned(),
             token: login.body["access_token"]
                 .as_str()
                 .expect("access_token")
@@ -309,6 +312,13 @@ impl TestApp {
     }
 }
 
+/// What the server did next on a socket.
+enum Next {
+    Frame(Value),
+    Closed(String),
+    Nothing,
+}
+
 impl Socket {
     pub async fn send(&mut self, frame: Value) {
         use futures::SinkExt;
@@ -320,57 +330,90 @@ impl Socket {
             .expect("send frame");
     }
 
-    /// The next JSON frame, or `None` if none comes within `wait`.
-    pub async fn next_within(&mut self, wait: std::time::Duration) -> Option<Value> {
+    /// The next JSON frame, the end of the socket, or nothing within `wait`. Pings and pongs
+    /// are the protocol's, not the API's, and are passed over.
+    async fn next(&mut self, wait: std::time::Duration) -> Next {
         use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
         loop {
-            let message = tokio::time::timeout(wait, self.stream.next())
-                .await
-                .ok()??;
-            match message.ok()? {
-                tokio_tungstenite::tungstenite::Message::Text(text) => {
-                    return Some(serde_json::from_str(&text).expect("frames are JSON"));
+            let Ok(message) = tokio::time::timeout(wait, self.stream.next()).await else {
+                return Next::Nothing;
+            };
+            return match message {
+                None => Next::Closed("the stream ended".into()),
+                Some(Err(e)) => Next::Closed(format!("error: {e}")),
+                Some(Ok(Message::Close(frame))) => Next::Closed(format!("close frame {frame:?}")),
+                Some(Ok(Message::Text(text))) => {
+                    Next::Frame(serde_json::from_str(&text).expect("frames are JSON"))
                 }
-                tokio_tungstenite::tungstenite::Message::Close(_) => return None,
-                _ => continue,
-            }
+                Some(Ok(Message::Binary(bytes))) => panic!("a binary frame arrived: {bytes:?}"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            };
         }
     }
 
-    /// The next frame of type `kind`, skipping presence frames (`user.status`) unless asked for.
-    pub async fn expect(&mut self, kind: &str) -> Value {
-        loop {
+    /// The next JSON frame, or `None` if none comes within `wait`; a closed socket fails the
+    /// test (it is not silence).
+    pub async fn next_within(&mut self, wait: std::time::Duration) -> Option<Value> {
+        match self.next(wait).await {
+            Next::Frame(frame) => Some(frame),
+            Next::Nothing => None,
+            Next::Closed(how) => panic!("the socket closed while a frame was awaited: {how}"),
+        }
+    }
+
+    /// The next frame, which must be of type `kind`: no frame of any kind is passed over.
+    #[track_caller]
+    pub fn expect<'a>(
+        &'a mut self,
+        kind: &'a str,
+    ) -> impl std::future::Future<Output = Value> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
             let frame = self
                 .next_within(EVENT_WAIT)
                 .await
-                .unwrap_or_else(|| panic!("no {kind} frame arrived"));
-            if frame["type"] == kind {
-                return frame;
+                .unwrap_or_else(|| panic!("no {kind} frame arrived (awaited at {caller})"));
+            assert_eq!(
+                frame["type"], kind,
+                "expected {kind}, got {frame} (awaited at {caller})"
+            );
+            frame
+        }
+    }
+
+    /// The next frame, which must say that `user` is now `status`.
+    pub async fn expect_status(&mut self, user: &User, status: &str) -> Value {
+        let frame = self.expect("user.status").await;
+        assert_eq!(frame["user_id"], user.id, "{frame}");
+        assert_eq!(frame["status"], status, "{frame}");
+        frame
+    }
+
+    /// Asserts that no frame at all arrives for a short while, on a socket that stays open.
+    #[track_caller]
+    pub fn expect_quiet(&mut self) -> impl std::future::Future<Output = ()> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            match self.next(std::time::Duration::from_millis(300)).await {
+                Next::Nothing => {}
+                Next::Frame(frame) => panic!("unexpected frame: {frame} (at {caller})"),
+                Next::Closed(how) => {
+                    panic!(
+                        "the socket closed where it should stay open and quiet: {how} (at {caller})"
+                    )
+                }
             }
-            assert_eq!(frame["type"], "user.status", "expected {kind}, got {frame}");
         }
     }
 
-    /// Asserts that no frame other than presence arrives for a short while.
-    pub async fn expect_quiet(&mut self) {
-        while let Some(frame) = self
-            .next_within(std::time::Duration::from_millis(300))
-            .await
-        {
-            assert_eq!(frame["type"], "user.status", "unexpected frame: {frame}");
-        }
-    }
-
-    /// Whether the server has closed the socket (within `EVENT_WAIT`).
+    /// Whether the server closes the socket within `EVENT_WAIT`; a frame arriving first fails
+    /// the test.
     pub async fn closed(&mut self) -> bool {
-        use futures::StreamExt;
-        loop {
-            match tokio::time::timeout(EVENT_WAIT, self.stream.next()).await {
-                Err(_) => return false,
-                Ok(None) | Ok(Some(Err(_))) => return true,
-                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return true,
-                Ok(Some(Ok(_))) => continue,
-            }
+        match self.next(EVENT_WAIT).await {
+            Next::Closed(_) => true,
+            Next::Nothing => false,
+            Next::Frame(frame) => panic!("a frame arrived where the socket should close: {frame}"),
         }
     }
 

@@ -1,13 +1,10 @@
 //! Real time through the local WebSocket API: every change reaches every member's live
 //! connections once, through the management API that the real SDK client posts to.
 
-mod client;
-mod common;
-
+use crate::common::TestApp;
 use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use common::TestApp;
 use serde_json::json;
 
 async fn connection_ids(app: &TestApp, user_id: i64) -> Vec<String> {
@@ -15,7 +12,7 @@ async fn connection_ids(app: &TestApp, user_id: i64) -> Vec<String> {
         "SELECT connection_id FROM ws_connections WHERE user_id = $1 ORDER BY connected_at",
     )
     .bind(user_id)
-    .fetch_all(&app.pool)
+    .fetch_all(&app.db.pool)
     .await
     .expect("connections")
 }
@@ -29,6 +26,10 @@ async fn messages_over_http_and_socket_reach_every_connection_once_in_order() {
     let mut alice_phone = app.connect(&alice, None).await;
     let mut alice_laptop = app.connect(&alice, None).await;
     let mut bob_socket = app.connect(&bob, None).await;
+    // Bob's first connection makes him online to those who share a chat with him.
+    for socket in [&mut alice_phone, &mut alice_laptop] {
+        socket.expect_status(&bob, "online").await;
+    }
 
     let sent = app.send(&bob, chat, "over http").await;
     let first = alice_phone.expect("message.created").await;
@@ -69,6 +70,7 @@ async fn a_socket_retry_with_the_same_client_id_stores_one_message() {
     let chat = app.direct(&alice, &bob).await;
     let mut socket = app.connect(&alice, None).await;
     let mut bob_socket = app.connect(&bob, None).await;
+    socket.expect_status(&bob, "online").await;
     let frame =
         json!({"action": "sendMessage", "chat_id": chat, "content": "once", "client_id": "same"});
     socket.send(frame.clone()).await;
@@ -85,7 +87,7 @@ async fn a_socket_retry_with_the_same_client_id_stores_one_message() {
     bob_socket.expect("message.created").await;
     bob_socket.expect_quiet().await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count");
     assert_eq!(stored, 1);
@@ -148,6 +150,9 @@ async fn edits_deletes_reads_members_renames_and_typing_arrive_as_events() {
     assert_eq!(added["chat_id"], chat);
 
     let mut alice_socket = app.connect(&alice, None).await;
+    for socket in [&mut bob_socket, &mut carol_socket] {
+        socket.expect_status(&alice, "online").await;
+    }
     bob_socket
         .send(json!({"action": "typing", "chat_id": chat}))
         .await;
@@ -307,16 +312,18 @@ async fn an_abruptly_closed_socket_is_forgotten_and_others_still_receive() {
     let chat = app.group(&alice, "team", &[&bob]).await;
     let mut alice_socket = app.connect(&alice, None).await;
     let bob_socket = app.connect(&bob, None).await;
+    alice_socket.expect_status(&bob, "online").await;
     assert_eq!(connection_ids(&app, bob.id).await.len(), 1);
 
     bob_socket.drop_abruptly();
+    alice_socket.expect_status(&bob, "offline").await;
     // API Gateway's $disconnect is best effort: a row may outlive its socket. One is made here
-    // by hand, as if that had happened, beside the socket the gateway saw close.
+    // by hand, as if that had happened, after the socket the gateway saw close.
     sqlx::query(
         "INSERT INTO ws_connections (connection_id, user_id) VALUES ('LostDisconnect=', $1)",
     )
     .bind(bob.id)
-    .execute(&app.pool)
+    .execute(&app.db.pool)
     .await
     .expect("insert");
 
@@ -325,7 +332,7 @@ async fn an_abruptly_closed_socket_is_forgotten_and_others_still_receive() {
         alice_socket.expect("message.created").await["message"]["content"],
         "still delivered"
     );
-    // The push met 410 Gone for both of bob's and deleted them.
+    // $disconnect deleted the real socket's row; the push met 410 Gone for the other.
     assert!(connection_ids(&app, bob.id).await.is_empty());
 }
 
@@ -449,7 +456,7 @@ async fn connections_past_api_gateways_two_hour_limit_are_swept() {
          VALUES ('StaleConnection=', $1, now() - interval '3 hours')",
     )
     .bind(bob.id)
-    .execute(&app.pool)
+    .execute(&app.db.pool)
     .await
     .expect("insert");
     let status = app
@@ -466,4 +473,122 @@ async fn connections_past_api_gateways_two_hour_limit_are_swept() {
         .get_as(&alice, &format!("/api/users/{}/status", bob.id))
         .await;
     assert_eq!(status.body["status"], "offline");
+}
+
+#[tokio::test]
+async fn a_user_who_shares_no_chat_with_another_sees_none_of_their_presence() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let dave = app.user("dave").await;
+    app.direct(&alice, &bob).await;
+    // Carol has a chat, with Dave only.
+    app.direct(&carol, &dave).await;
+    let mut alice_socket = app.connect(&alice, None).await;
+    let mut carol_socket = app.connect(&carol, None).await;
+
+    let bob_socket = app.connect(&bob, None).await;
+    alice_socket.expect_status(&bob, "online").await;
+    app.put_as(
+        &bob,
+        &format!("/api/users/{}/status", bob.id),
+        json!({"status": "away"}),
+    )
+    .await;
+    alice_socket.expect_status(&bob, "away").await;
+    bob_socket.drop_abruptly();
+    alice_socket.expect_status(&bob, "offline").await;
+
+    // Carol's socket is live, and heard nothing of Bob.
+    carol_socket.send(json!({"action": "ping"})).await;
+    assert_eq!(carol_socket.expect("pong").await, json!({"type": "pong"}));
+    carol_socket.expect_quiet().await;
+    // Her own contact is still told of her.
+    let _dave_socket = app.connect(&dave, None).await;
+    carol_socket.expect_status(&dave, "online").await;
+    alice_socket.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn a_connection_whose_disconnect_never_came_is_deleted_when_a_push_meets_410() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let chat = app.group(&alice, "team", &[&bob, &carol]).await;
+    let mut alice_socket = app.connect(&alice, None).await;
+    let mut carol_socket = app.connect(&carol, None).await;
+    alice_socket.expect_status(&carol, "online").await;
+    let mut bob_socket = app.connect(&bob, None).await;
+    for socket in [&mut alice_socket, &mut carol_socket] {
+        socket.expect_status(&bob, "online").await;
+    }
+    let bobs = connection_ids(&app, bob.id).await;
+    assert_eq!(bobs.len(), 1);
+
+    // The gateway loses the connection and never runs $disconnect for it.
+    assert!(
+        app.gateway()
+            .websocket_api()
+            .drop_without_disconnect(&bobs[0])
+    );
+    assert!(bob_socket.closed().await, "bob's socket is gone");
+    // Nobody was told Bob went offline, and his row is still there.
+    alice_socket.expect_quiet().await;
+    assert_eq!(connection_ids(&app, bob.id).await, bobs);
+
+    app.send(&alice, chat, "anyone there?").await;
+    for socket in [&mut alice_socket, &mut carol_socket] {
+        let event = socket.expect("message.created").await;
+        assert_eq!(event["message"]["content"], "anyone there?");
+    }
+    // The push met 410 Gone at @connections for Bob's and deleted the row before answering.
+    assert!(connection_ids(&app, bob.id).await.is_empty());
+    let status = app
+        .get_as(&alice, &format!("/api/users/{}/status", bob.id))
+        .await;
+    assert_eq!(status.body["status"], "offline");
+    app.send(&carol, chat, "still here").await;
+    assert_eq!(
+        alice_socket.expect("message.created").await["message"]["content"],
+        "still here"
+    );
+}
+
+/// Alice, the admin of a group with Bob and Carol, goes by a DELETE of the path that `going`
+/// makes of the chat and her id. Carol must hear Bob named the new admin, Bob having joined
+/// first.
+async fn the_admin_goes_and_member_removed_names_the_new_admin(going: fn(i64, i64) -> String) {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let chat = app.group(&alice, "team", &[&bob, &carol]).await;
+    let mut carol_socket = app.connect(&carol, None).await;
+
+    let gone = app.delete_as(&alice, &going(chat, alice.id)).await;
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    let removed = carol_socket.expect("member.removed").await;
+    assert_eq!(removed["chat_id"], chat);
+    assert_eq!(removed["user_id"], alice.id);
+    assert_eq!(removed["new_admin"], bob.id, "{removed}");
+    assert_eq!(app.chat_as(&bob, chat).await["role"], "admin");
+    carol_socket.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn when_the_admin_leaves_member_removed_names_the_new_admin() {
+    the_admin_goes_and_member_removed_names_the_new_admin(|chat, alice| {
+        format!("/api/chats/{chat}/members/{alice}")
+    })
+    .await;
+}
+
+/// As when the admin leaves: deleting the account hands the role over the same way.
+#[tokio::test]
+#[ignore = "fixed by the service layer"]
+async fn when_the_admin_deletes_their_account_member_removed_names_the_new_admin() {
+    the_admin_goes_and_member_removed_names_the_new_admin(|_, alice| format!("/api/users/{alice}"))
+        .await;
 }

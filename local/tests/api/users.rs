@@ -1,10 +1,7 @@
 //! Profiles, search and presence, as a client sees them.
 
-mod client;
-mod common;
-
-use client::PASSWORD;
-use common::TestApp;
+use crate::client::PASSWORD;
+use crate::common::TestApp;
 use reqwest::Method;
 use serde_json::json;
 
@@ -227,7 +224,7 @@ async fn status_can_be_read_and_chosen() {
         .assert_problem(422, "validation_failed");
     let choice: String = sqlx::query_scalar("SELECT status_choice FROM users WHERE id = $1")
         .bind(alice.id)
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("row");
     assert_eq!(choice, "away");

@@ -1,12 +1,10 @@
 //! The local gateway as a client sees it, and the embedded cluster under it.
 
-mod common;
-
 use std::net::SocketAddr;
 
+use crate::common::{TestApp, fresh_dir, remove_dir};
 use blockchat_local::postgres::{Cluster, ClusterOptions, PgError};
 use blockchat_local::{Options, postgres};
-use common::{TestApp, fresh_dir, remove_dir};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 
@@ -46,14 +44,14 @@ async fn register_through_the_gateway_is_201() {
 async fn each_test_has_a_database_of_its_own() {
     let first = TestApp::spawn().await;
     let second = TestApp::spawn().await;
-    assert_ne!(first.database, second.database);
+    assert_ne!(first.db.name, second.db.name);
 
     sqlx::raw_sql("CREATE TABLE only_in_first (id int)")
-        .execute(&first.pool)
+        .execute(&first.db.pool)
         .await
         .expect("create");
     let seen: Option<String> = sqlx::query_scalar("SELECT to_regclass('only_in_first')::text")
-        .fetch_one(&second.pool)
+        .fetch_one(&second.db.pool)
         .await
         .expect("query");
     assert_eq!(seen, None);

@@ -1,11 +1,9 @@
-//! Direct chats, groups and their members, as a client sees them; and who may call which chat
-//! or message route.
+//! Direct chats, groups and their members, as a client sees them. Who may call which route is
+//! in `permissions`.
 
-mod client;
-mod common;
-
-use client::{User, assert_utc_timestamp, ids};
-use common::TestApp;
+use crate::client::{User, assert_utc_timestamp, ids};
+use crate::common::TestApp;
+use blockchat::db;
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -21,7 +19,7 @@ fn usernames(chat: &Value) -> Vec<&str> {
 
 async fn chat_rows(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM chats")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count chats")
 }
@@ -261,11 +259,22 @@ async fn asking_again_for_a_direct_chat_returns_the_same_one_from_either_side() 
     assert_eq!(chat_rows(&app).await, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_for_one_direct_chat_from_both_sides_make_exactly_one() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[("DB_MAX_CONNECTIONS", "16")]).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
+    // The test inserts the pair's chat without committing: every request's insert waits on it.
+    // Rolled back once all eight wait, they race for the pair's key together, every run.
+    let mut gate = app.db.pool.begin().await.expect("begin");
+    db::chats::insert_direct(
+        &mut *gate,
+        &db::chats::direct_key(alice.id, bob.id),
+        alice.id,
+    )
+    .await
+    .expect("insert")
+    .expect("a chat");
     let requests = (0..8).map(|i| {
         let (me, other) = if i % 2 == 0 {
             (&alice, &bob)
@@ -274,7 +283,11 @@ async fn concurrent_requests_for_one_direct_chat_from_both_sides_make_exactly_on
         };
         app.post_as(me, "/api/chats", json!({"user_ids": [other.id]}))
     });
-    let replies = join_all(requests).await;
+    let release = async {
+        app.db.until_waiting_for_locks(8).await;
+        gate.rollback().await.expect("rollback");
+    };
+    let (replies, ()) = tokio::join!(join_all(requests), release);
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
@@ -300,12 +313,12 @@ async fn concurrent_requests_for_one_direct_chat_from_both_sides_make_exactly_on
     }
 
     let chats: i64 = sqlx::query_scalar("SELECT count(*) FROM chats WHERE NOT is_group")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count");
     assert_eq!(chats, 1, "one direct chat in the database");
     let members: Vec<i64> = sqlx::query_scalar("SELECT user_id FROM chat_members ORDER BY user_id")
-        .fetch_all(&app.pool)
+        .fetch_all(&app.db.pool)
         .await
         .expect("members");
     assert_eq!(members, [alice.id, bob.id]);
@@ -447,7 +460,7 @@ async fn bulk_users(app: &TestApp, count: i64) -> Vec<i64> {
          RETURNING id",
     )
     .bind(count)
-    .fetch_all(&app.pool)
+    .fetch_all(&app.db.pool)
     .await
     .expect("bulk users")
 }
@@ -491,7 +504,7 @@ async fn a_chat_has_at_most_1000_members() {
     .assert_problem(422, "validation_failed");
     let members: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_members WHERE chat_id = $1")
         .bind(chat)
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count");
     assert_eq!(members, 1000, "a refused addition adds no one");
@@ -575,7 +588,7 @@ async fn admins_rename_a_group_and_no_one_renames_a_direct_chat() {
 async fn messages_in(app: &TestApp, chat: i64) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM messages WHERE chat_id = $1")
         .bind(chat)
-        .fetch_one(&app.pool)
+        .fetch_one(&app.db.pool)
         .await
         .expect("count messages")
 }
@@ -818,436 +831,6 @@ async fn when_the_last_member_leaves_the_chat_goes() {
     assert_eq!(messages_in(&app, chat).await, 0);
 }
 
-// --- Who may call what -------------------------------------------------------------------------
-
-/// A chat of its own for one case: Alice (admin), Bob and Carol (members); one message each
-/// from Alice and Bob. Dave is in no chat.
-struct Scene {
-    chat: i64,
-    alice_message: i64,
-    bob_message: i64,
-}
-
-async fn scene(app: &TestApp, alice: &User, bob: &User, carol: &User) -> Scene {
-    let chat = app.group(alice, "scene", &[bob, carol]).await;
-    let alice_message = app.send(alice, chat, "from alice").await["id"]
-        .as_i64()
-        .expect("id");
-    let bob_message = app.send(bob, chat, "from bob").await["id"]
-        .as_i64()
-        .expect("id");
-    Scene {
-        chat,
-        alice_message,
-        bob_message,
-    }
-}
-
-/// One request to try.
-struct Route {
-    name: &'static str,
-    method: Method,
-    path: String,
-    body: Option<Value>,
-}
-
-/// Every route under `/api/chats/{chat_id}`, aimed at a scene.
-fn every_route(chat: i64, alice_message: i64, bob: i64, dave: i64) -> Vec<Route> {
-    let route = |name, method, path: String, body| Route {
-        name,
-        method,
-        path,
-        body,
-    };
-    let m = alice_message;
-    vec![
-        route("get chat", Method::GET, format!("/api/chats/{chat}"), None),
-        route(
-            "rename chat",
-            Method::PUT,
-            format!("/api/chats/{chat}"),
-            Some(json!({"name": "taken over"})),
-        ),
-        route(
-            "delete chat",
-            Method::DELETE,
-            format!("/api/chats/{chat}"),
-            None,
-        ),
-        route(
-            "add members",
-            Method::POST,
-            format!("/api/chats/{chat}/members"),
-            Some(json!({"user_ids": [dave]})),
-        ),
-        route(
-            "add members (bare array)",
-            Method::POST,
-            format!("/api/chats/{chat}/members"),
-            Some(json!([dave])),
-        ),
-        route(
-            "remove a member",
-            Method::DELETE,
-            format!("/api/chats/{chat}/members/{bob}"),
-            None,
-        ),
-        route(
-            "remove oneself",
-            Method::DELETE,
-            format!("/api/chats/{chat}/members/{dave}"),
-            None,
-        ),
-        route(
-            "list messages",
-            Method::GET,
-            format!("/api/chats/{chat}/messages"),
-            None,
-        ),
-        route(
-            "list messages after_seq",
-            Method::GET,
-            format!("/api/chats/{chat}/messages?after_seq=0"),
-            None,
-        ),
-        route(
-            "send message",
-            Method::POST,
-            format!("/api/chats/{chat}/messages"),
-            Some(json!({"content": "intruder"})),
-        ),
-        route(
-            "mark read",
-            Method::PUT,
-            format!("/api/chats/{chat}/messages/read"),
-            Some(json!({})),
-        ),
-        route(
-            "edit message",
-            Method::PUT,
-            format!("/api/chats/{chat}/messages/{m}"),
-            Some(json!({"content": "edited"})),
-        ),
-        route(
-            "delete message",
-            Method::DELETE,
-            format!("/api/chats/{chat}/messages/{m}"),
-            None,
-        ),
-        route(
-            "read status",
-            Method::GET,
-            format!("/api/chats/{chat}/messages/{m}/read-status"),
-            None,
-        ),
-    ]
-}
-
-/// Checks a refusal; `None` when it is as expected, or what went wrong.
-fn refusal(reply: &client::Reply, status: u16, code: Option<&str>) -> Option<String> {
-    let mut wrong = Vec::new();
-    if reply.status != status {
-        wrong.push(format!("status {} (want {status})", reply.status));
-    }
-    if reply.header("content-type") != Some("application/problem+json") {
-        wrong.push(format!("content-type {:?}", reply.header("content-type")));
-    }
-    if let Some(code) = code
-        && reply.body["code"] != code
-    {
-        wrong.push(format!("code {} (want {code})", reply.body["code"]));
-    }
-    if status == 401
-        && reply
-            .header("www-authenticate")
-            .is_none_or(|v| !v.starts_with("Bearer"))
-    {
-        wrong.push(format!(
-            "www-authenticate {:?}",
-            reply.header("www-authenticate")
-        ));
-    }
-    (!wrong.is_empty()).then(|| format!("{}; body: {}", wrong.join(", "), reply.body))
-}
-
-/// Checks that a refused request left the scene as it was.
-async fn untouched(app: &TestApp, alice: &User, scene: &Scene) -> Option<String> {
-    let chat = app
-        .get_as(alice, &format!("/api/chats/{}", scene.chat))
-        .await;
-    if chat.status != 200 {
-        return Some(format!("the chat is gone: {} {}", chat.status, chat.body));
-    }
-    let mut wrong = Vec::new();
-    if chat.body["name"] != "scene" {
-        wrong.push(format!("renamed to {}", chat.body["name"]));
-    }
-    if usernames(&chat.body) != ["alice", "bob", "carol"] {
-        wrong.push(format!("members now {:?}", usernames(&chat.body)));
-    }
-    if chat.body["last_message"]["seq"] != 2 {
-        wrong.push(format!("last message now {}", chat.body["last_message"]));
-    }
-    let messages = app
-        .get_as(alice, &format!("/api/chats/{}/messages", scene.chat))
-        .await;
-    let first = messages
-        .body
-        .as_array()
-        .and_then(|m| m.iter().find(|m| m["id"] == scene.alice_message));
-    if first.is_none_or(|m| m["content"] != "from alice" || m["deleted"] != false) {
-        wrong.push(format!("alice's message now {first:?}"));
-    }
-    (!wrong.is_empty()).then(|| wrong.join(", "))
-}
-
-/// The people of a scene.
-struct Cast<'a> {
-    alice: &'a User,
-    bob: &'a User,
-    carol: &'a User,
-    dave: &'a User,
-}
-
-impl Scene {
-    /// A scene's shape without a chat, for counting cases.
-    const NONE: Scene = Scene {
-        chat: 0,
-        alice_message: 0,
-        bob_message: 0,
-    };
-}
-
-/// Members acting where only admins, or only the author, may; each with who acts.
-fn forbidden_routes<'a>(s: &Scene, p: &Cast<'a>) -> Vec<(&'a User, Route)> {
-    let chat = s.chat;
-    let route = |name, method, path: String, body| Route {
-        name,
-        method,
-        path,
-        body,
-    };
-    vec![
-        (
-            p.bob,
-            route(
-                "plain member renames",
-                Method::PUT,
-                format!("/api/chats/{chat}"),
-                Some(json!({"name": "mine"})),
-            ),
-        ),
-        (
-            p.bob,
-            route(
-                "plain member deletes the group",
-                Method::DELETE,
-                format!("/api/chats/{chat}"),
-                None,
-            ),
-        ),
-        (
-            p.bob,
-            route(
-                "plain member adds a member",
-                Method::POST,
-                format!("/api/chats/{chat}/members"),
-                Some(json!({"user_ids": [p.dave.id]})),
-            ),
-        ),
-        (
-            p.bob,
-            route(
-                "plain member adds with a bare array",
-                Method::POST,
-                format!("/api/chats/{chat}/members"),
-                Some(json!([p.dave.id])),
-            ),
-        ),
-        (
-            p.bob,
-            route(
-                "plain member removes another",
-                Method::DELETE,
-                format!("/api/chats/{chat}/members/{}", p.carol.id),
-                None,
-            ),
-        ),
-        (
-            p.bob,
-            route(
-                "member edits another's message",
-                Method::PUT,
-                format!("/api/chats/{chat}/messages/{}", s.alice_message),
-                Some(json!({"content": "forged"})),
-            ),
-        ),
-        (
-            p.alice,
-            route(
-                "admin edits another's message",
-                Method::PUT,
-                format!("/api/chats/{chat}/messages/{}", s.bob_message),
-                Some(json!({"content": "forged"})),
-            ),
-        ),
-        (
-            p.carol,
-            route(
-                "plain member deletes another's message",
-                Method::DELETE,
-                format!("/api/chats/{chat}/messages/{}", s.alice_message),
-                None,
-            ),
-        ),
-    ]
-}
-
-#[tokio::test]
-async fn every_chat_and_message_route_hides_chats_from_outsiders_checks_roles_and_needs_a_token() {
-    let app = TestApp::spawn().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let carol = app.user("carol").await;
-    let dave = app.user("dave").await;
-    let mut failures = Vec::new();
-    let mut cases = 0;
-
-    // Each case runs against a scene of its own, so that a refusal that was not one cannot
-    // spoil the next case.
-    for index in 0..every_route(0, 0, 0, 0).len() {
-        let scene = scene(&app, &alice, &bob, &carol).await;
-        let route =
-            every_route(scene.chat, scene.alice_message, bob.id, dave.id).swap_remove(index);
-
-        // Someone who is not a member: the chat does not exist for them.
-        cases += 1;
-        let reply = app
-            .call(
-                route.method.clone(),
-                &route.path,
-                Some(&dave.token),
-                route.body.clone(),
-            )
-            .await;
-        if let Some(wrong) = refusal(&reply, 404, Some("not_found")) {
-            failures.push(format!(
-                "non-member: {} {} {}: {wrong}",
-                route.name, route.method, route.path
-            ));
-        }
-        // No token at all.
-        cases += 1;
-        let reply = app
-            .call(route.method.clone(), &route.path, None, route.body.clone())
-            .await;
-        if let Some(wrong) = refusal(&reply, 401, None) {
-            failures.push(format!(
-                "no token: {} {} {}: {wrong}",
-                route.name, route.method, route.path
-            ));
-        }
-        // A token that is not one.
-        cases += 1;
-        let reply = app
-            .call(
-                route.method.clone(),
-                &route.path,
-                Some("not.a.token"),
-                route.body.clone(),
-            )
-            .await;
-        if let Some(wrong) = refusal(&reply, 401, None) {
-            failures.push(format!(
-                "bad token: {} {} {}: {wrong}",
-                route.name, route.method, route.path
-            ));
-        }
-        if let Some(wrong) = untouched(&app, &alice, &scene).await {
-            failures.push(format!("after {} by outsiders: {wrong}", route.name));
-        }
-    }
-
-    // A chat and a message that do not exist, asked for by someone with chats of their own.
-    let _alices = scene(&app, &alice, &bob, &carol).await;
-    for route in every_route(987_654_321, 987_654_321, bob.id, dave.id) {
-        cases += 1;
-        let reply = app
-            .call(
-                route.method.clone(),
-                &route.path,
-                Some(&alice.token),
-                route.body.clone(),
-            )
-            .await;
-        if let Some(wrong) = refusal(&reply, 404, Some("not_found")) {
-            failures.push(format!(
-                "absent chat: {} {} {}: {wrong}",
-                route.name, route.method, route.path
-            ));
-        }
-    }
-
-    // Members acting where only admins, or only the author, may.
-    let people = Cast {
-        alice: &alice,
-        bob: &bob,
-        carol: &carol,
-        dave: &dave,
-    };
-    for index in 0..forbidden_routes(&Scene::NONE, &people).len() {
-        cases += 1;
-        let scene = scene(&app, &alice, &bob, &carol).await;
-        let (actor, route) = forbidden_routes(&scene, &people).swap_remove(index);
-        let Route {
-            name,
-            method,
-            path,
-            body,
-        } = route;
-        let reply = app
-            .call(method.clone(), &path, Some(&actor.token), body)
-            .await;
-        if let Some(wrong) = refusal(&reply, 403, None) {
-            failures.push(format!(
-                "{name}: {method} {path} as {}: {wrong}",
-                actor.username
-            ));
-        }
-        if let Some(wrong) = untouched(&app, &alice, &scene).await {
-            failures.push(format!("after {name}: {wrong}"));
-        }
-        let bobs = app
-            .get_as(&alice, &format!("/api/chats/{}/messages", scene.chat))
-            .await;
-        if bobs.body[0]["content"] != "from bob" {
-            failures.push(format!("after {name}: bob's message now {}", bobs.body[0]));
-        }
-    }
-
-    // The collection routes need a token too.
-    for (method, body) in [
-        (Method::GET, None),
-        (Method::POST, Some(json!({"user_ids": [bob.id]}))),
-    ] {
-        cases += 1;
-        let reply = app.call(method.clone(), "/api/chats", None, body).await;
-        if let Some(wrong) = refusal(&reply, 401, None) {
-            failures.push(format!("no token: {method} /api/chats: {wrong}"));
-        }
-    }
-
-    for failure in &failures {
-        eprintln!("FAILED: {failure}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
 /// Sends `body` as it is, with a JSON content type.
 async fn raw(
     app: &TestApp,
@@ -1255,7 +838,7 @@ async fn raw(
     path: &str,
     token: &str,
     body: String,
-) -> client::Reply {
+) -> crate::client::Reply {
     let response = app
         .client
         .request(method, app.url(path))
@@ -1270,7 +853,7 @@ async fn raw(
     let bytes = response.bytes().await.expect("body");
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    client::Reply {
+    crate::client::Reply {
         status,
         headers,
         body,

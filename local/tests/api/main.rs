@@ -1,0 +1,20 @@
+//! The API's integration tests, one binary for every area, in layers:
+//!
+//! - `router`: the routers' extractors and rejections through `oneshot`, with no database;
+//! - `db`: the `blockchat::db` functions on a fresh database of each test's own;
+//! - the rest, end to end: the local gateway on port 0 over a fresh database (`common`), used
+//!   as clients would, over HTTP and WebSocket (`client`); `permissions` is the table of who
+//!   may call which chat and message route.
+
+mod client;
+mod common;
+
+mod auth;
+mod chats;
+mod db;
+mod gateway;
+mod messages;
+mod permissions;
+mod realtime;
+mod router;
+mod users;
