@@ -11,20 +11,12 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$repo/.ci/gateway.sh"
 private=$(mktemp -d) # mode 0700, like /root
 chmod 700 "$private"
 clone="$private/blockchat"
 log="$private/gateway.log"
-gateway_pid=
-
-cleanup() {
-    if [[ -n "$gateway_pid" ]] && kill -0 "$gateway_pid" 2>/dev/null; then
-        kill -INT "$gateway_pid" 2>/dev/null || true
-        wait "$gateway_pid" 2>/dev/null || true
-    fi
-    rm -rf "$private"
-}
-trap cleanup EXIT
+trap 'stop_gateway || true; rm -rf "$private"' EXIT
 
 fail() {
     printf 'private clone: %s\n' "$*" >&2
@@ -38,22 +30,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 cargo build --release -q -p blockchat-local
 
 # The README's command, on free ports.
-cargo run --release -q -p blockchat-local -- --http 127.0.0.1:0 --ws 127.0.0.1:0 >"$log" 2>&1 &
-gateway_pid=$!
-
-api=
-for _ in $(seq 1 240); do
-    api=$(sed -n 's/^Block Chat API on \(http[^ ]*\)$/\1/p' "$log")
-    [[ -n "$api" ]] && break
-    kill -0 "$gateway_pid" 2>/dev/null || fail "the gateway exited before serving"
-    sleep 0.5
-done
-[[ -n "$api" ]] || fail "the gateway did not start within two minutes"
-
-data=$(sed -n 's/^PostgreSQL data in //p' "$log")
+start_gateway "$log" --release -- --http 127.0.0.1:0 --ws 127.0.0.1:0
+api=$(gateway_line "$log" "Block Chat API on ") || fail "the gateway did not serve"
+data=$(gateway_line "$log" "PostgreSQL data in ") || fail "the gateway did not say where its data is"
 case "$data" in
     "$private"/*) [[ $(id -u) -ne 0 ]] || fail "as root the data stayed under the private folder: $data" ;;
-    "") fail "the gateway did not say where its data is" ;;
 esac
 
 # Register, log in (the form the original clients send) and read the profile back.
@@ -74,9 +55,7 @@ _, me = call("/users/me", headers={"authorization": "Bearer " + tokens["access_t
 assert me["username"] == "private_clone", me
 PY
 
-kill -INT "$gateway_pid"
-wait "$gateway_pid" || fail "the gateway did not stop cleanly on Ctrl-C"
-gateway_pid=
+stop_gateway || fail "the gateway did not stop cleanly on Ctrl-C"
 case "$data" in
     /var/lib/blockchat/* | /var/tmp/blockchat/*) rm -rf "$data" "$data.lock" ;;
 esac
