@@ -1,4 +1,7 @@
-//! The one error type of the library, and its problem+json rendering.
+//! The one error type of the library, its problem+json rendering, and the collector that
+//! gathers several fields' 422s into one answer.
+//!
+//! The bottom layer: it imports nothing else of the library.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,9 +57,13 @@ pub enum Error {
     TooManyRequests { retry_after: u64 },
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// 500 with nothing said to the client; the source is kept for the log.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] BoxError),
 }
+
+/// Any error, as the cause of an [`Error::Internal`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn validation_summary(errors: &[FieldError]) -> String {
     match errors {
@@ -87,8 +94,15 @@ impl Error {
         }
     }
 
-    pub fn internal(what: impl std::fmt::Display) -> Self {
-        Error::Internal(what.to_string())
+    /// An internal error caused by `source` (an error, or a sentence for an invariant that
+    /// broke); the cause chain goes to the log, never to the client.
+    pub fn internal(source: impl Into<BoxError>) -> Self {
+        Error::Internal(source.into())
+    }
+
+    /// Shows the error with its whole `source()` chain: `a: b: c`.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
     }
 
     pub fn status(&self) -> StatusCode {
@@ -171,7 +185,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = ?self, "request failed");
+            tracing::error!(error = %self.chain(), "request failed");
         }
         let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
@@ -188,6 +202,65 @@ impl IntoResponse for Error {
             _ => {}
         }
         response
+    }
+}
+
+/// An error followed by each of its causes, separated by `: `.
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+/// Parses several fields and reports every one that failed in a single 422, rather than
+/// stopping at the first.
+#[derive(Debug, Default)]
+pub struct Checks {
+    fields: Vec<FieldError>,
+    other: Option<Error>,
+}
+
+impl Checks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the value of a successful parse; remembers the failure of another.
+    pub fn check<T>(&mut self, parsed: Result<T>) -> Option<T> {
+        parsed.map_err(|e| self.fail(e)).ok()
+    }
+
+    /// Like [`Checks::check`], for a field that may be absent.
+    pub fn check_some<T>(&mut self, parsed: Option<Result<T>>) -> Option<T> {
+        self.check(parsed.transpose()).flatten()
+    }
+
+    /// Records a failure found by other means.
+    pub fn fail(&mut self, error: Error) {
+        match error {
+            Error::Validation(fields) => self.fields.extend(fields),
+            other => {
+                self.other.get_or_insert(other);
+            }
+        }
+    }
+
+    /// `Ok` when every check passed; otherwise the first error that was not a 422, or one 422
+    /// listing every field that failed, in order.
+    pub fn finish(self) -> Result<()> {
+        match (self.other, self.fields.is_empty()) {
+            (Some(other), _) => Err(other),
+            (None, true) => Ok(()),
+            (None, false) => Err(Error::Validation(self.fields)),
+        }
     }
 }
 
@@ -225,6 +298,93 @@ mod tests {
         assert_eq!(problem.status, 500);
         assert!(!problem.detail.contains("hunter2"));
         assert_eq!(problem.code, "internal_error");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("pool timed out")]
+    struct Root;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not load the chat")]
+    struct Middle(#[source] Root);
+
+    #[test]
+    fn the_chain_shows_every_cause() {
+        let e = Error::internal(Middle(Root));
+        assert_eq!(
+            e.chain().to_string(),
+            "internal error: could not load the chat: pool timed out"
+        );
+    }
+
+    #[test]
+    fn a_server_error_logs_its_cause_chain_and_tells_the_client_nothing() {
+        let logs = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        let response = tracing::subscriber::with_default(subscriber, || {
+            Error::internal(Middle(Root)).into_response()
+        });
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let logged = logs.text();
+        assert!(
+            logged.contains("internal error: could not load the chat: pool timed out"),
+            "{logged}"
+        );
+        assert!(logged.contains("request failed"), "{logged}");
+        assert!(
+            !Error::internal(Middle(Root))
+                .problem()
+                .detail
+                .contains("pool")
+        );
+    }
+
+    #[test]
+    fn checks_list_every_failed_field_in_order() {
+        let mut checks = Checks::new();
+        let a: Option<u8> = checks.check(Err(Error::validation("content", "empty")));
+        let b = checks.check_some(Some(Ok::<_, Error>(2)));
+        checks.fail(Error::validation("client_id", "too long"));
+        assert_eq!((a, b), (None, Some(2)));
+        let Err(Error::Validation(fields)) = checks.finish() else {
+            panic!("expected a 422");
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["content", "client_id"]);
+        assert!(Checks::new().finish().is_ok());
+    }
+
+    /// A `MakeWriter` that keeps what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl LogBuffer {
+        fn text(&self) -> String {
+            let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut b) = self.0.lock() {
+                b.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+        type Writer = LogBuffer;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The state every handler shares, built once per cold start.
+//! The state every handler shares, built once per cold start: the composition root, just
+//! below the transports. Use cases never see it; handlers pass them what they need from it.
 
 use std::sync::Arc;
 
@@ -8,8 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::auth::tokens::JwtKeys;
 use crate::config::{Config, ConfigError};
-use crate::realtime::Push;
-use crate::realtime::push::CredentialsSource;
+use crate::push::{CredentialsSource, Push};
 
 /// Cheap to clone: a pool handle and a few `Arc`s.
 #[derive(Clone)]

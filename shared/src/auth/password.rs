@@ -22,7 +22,7 @@ static DUMMY_HASH: LazyLock<String> =
 
 fn hash_blocking(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(Error::internal)?;
+    super::random_bytes(&mut salt)?;
     let salt = SaltString::encode_b64(&salt).map_err(Error::internal)?;
     argon2()
         .hash_password(password.as_bytes(), &salt)

@@ -76,7 +76,7 @@ impl JwtKeys {
 
     pub fn issue_access_at(&self, user_id: i64, session: Option<i64>, iat: u64) -> Result<String> {
         let mut jti = [0u8; 16];
-        getrandom::fill(&mut jti).map_err(Error::internal)?;
+        super::random_bytes(&mut jti)?;
         let claims = Claims {
             sub: user_id.to_string(),
             user_id,
@@ -113,6 +113,31 @@ impl JwtKeys {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header (HTTP requests and WebSocket connects).
+pub fn bearer_token(headers: &http::HeaderMap) -> Result<&str> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or(Error::Unauthorized(
+            "missing_token",
+            "an Authorization: Bearer token is required",
+        ))?
+        .to_str()
+        .map_err(|_| {
+            Error::Unauthorized("invalid_token", "the Authorization header is malformed")
+        })?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(Error::Unauthorized(
+        "invalid_token",
+        "the Authorization header must be `Bearer <token>`",
+    ))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(Error::Unauthorized(
+            "invalid_token",
+            "the Authorization header must be `Bearer <token>`",
+        ));
+    }
+    Ok(token.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +163,16 @@ mod tests {
             URL_SAFE_NO_PAD.encode(claims.to_string()),
             signature
         )
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        let mut headers = http::HeaderMap::new();
+        let header = http::header::AUTHORIZATION;
+        headers.insert(header.clone(), "bearer abc".parse().expect("header"));
+        assert_eq!(bearer_token(&headers).expect("token"), "abc");
+        headers.insert(header, "Basic abc".parse().expect("header"));
+        assert_eq!(bearer_token(&headers).expect_err("basic").status(), 401);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 
+use crate::domain::{ChatCursor, Role};
 use crate::error::Result;
 
 #[derive(Clone, Debug, FromRow)]
@@ -22,7 +23,7 @@ pub struct ChatRow {
 pub struct MemberChatRow {
     #[sqlx(flatten)]
     pub chat: ChatRow,
-    pub role: String,
+    pub role: Role,
     pub last_read_seq: i64,
 }
 
@@ -84,12 +85,12 @@ pub async fn find_for_member(
         .await?)
 }
 
-/// One page of a user's chats, most recent activity first; `after` is the
-/// `(last_activity_at, id)` of the previous page's last chat.
+/// One page of a user's chats, most recent activity first; `after` is the position of the
+/// previous page's last chat.
 pub async fn list_for_member(
     db: impl PgExecutor<'_>,
     user_id: i64,
-    after: Option<(DateTime<Utc>, i64)>,
+    after: Option<ChatCursor>,
     skip: i64,
     limit: i64,
 ) -> Result<Vec<MemberChatRow>> {
@@ -102,8 +103,8 @@ pub async fn list_for_member(
     );
     Ok(sqlx::query_as(&sql)
         .bind(user_id)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
+        .bind(after.map(|a| a.at))
+        .bind(after.map(|a| a.id))
         .bind(skip)
         .bind(limit)
         .fetch_all(db)

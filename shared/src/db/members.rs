@@ -3,13 +3,14 @@
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 
+use crate::domain::Role;
 use crate::error::Result;
 
 /// A member with their public profile, for chat views.
 #[derive(Clone, Debug, FromRow)]
 pub struct MemberRow {
     pub chat_id: i64,
-    pub role: String,
+    pub role: Role,
     pub joined_at: DateTime<Utc>,
     pub last_read_seq: i64,
     pub last_read_at: Option<DateTime<Utc>>,
@@ -81,7 +82,7 @@ pub async fn add(
     db: impl PgExecutor<'_>,
     chat_id: i64,
     user_ids: &[i64],
-    role: &str,
+    role: Role,
 ) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar(
         "INSERT INTO chat_members (chat_id, user_id, role, last_read_seq) \
@@ -90,7 +91,7 @@ pub async fn add(
     )
     .bind(chat_id)
     .bind(user_ids)
-    .bind(role)
+    .bind(role.as_str())
     .fetch_all(db)
     .await?)
 }

@@ -51,6 +51,10 @@ pub enum Sent {
 /// to it. A failure rolls all three back, so `seq` has no gaps. The same statement lists the
 /// connections to push the message to, which saves the send a second round trip. `None`: not
 /// a member.
+///
+/// Membership is checked here, by the `EXISTS` that guards the counter's update, and not by
+/// `service::access::Member::load` as on every other chat route: a separate check would cost
+/// the hottest path a second round trip, and inside the statement it cannot race a removal.
 pub async fn insert(
     db: impl PgExecutor<'_> + Copy,
     chat_id: i64,

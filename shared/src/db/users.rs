@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 
+use crate::domain::{Status, StatusChoice};
 use crate::error::{Error, OnConstraint, Result};
 
 /// A user as others see them, with presence derived from live connections.
@@ -12,7 +13,7 @@ pub struct UserRow {
     pub username: String,
     pub email: String,
     pub display_name: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub last_seen: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -148,11 +149,11 @@ pub async fn update(
     }
 }
 
-/// Records the user's chosen presence (`auto`, `away` or `offline`).
+/// Records the user's chosen presence.
 pub async fn set_status_choice(
     db: impl PgExecutor<'_>,
     id: i64,
-    choice: &str,
+    choice: StatusChoice,
 ) -> Result<Option<UserRow>> {
     let sql = format!(
         "UPDATE users AS u SET status_choice = $2, updated_at = now() WHERE u.id = $1 \
@@ -160,7 +161,7 @@ pub async fn set_status_choice(
     );
     Ok(sqlx::query_as(&sql)
         .bind(id)
-        .bind(choice)
+        .bind(choice.as_str())
         .fetch_optional(db)
         .await?)
 }

@@ -1,25 +1,31 @@
-//! The HTTP side: one axum router per endpoint group, each deployed as its own Lambda function
-//! and served, unchanged, by the local gateway.
+//! The HTTP transport: one axum router per endpoint group, each deployed as its own Lambda
+//! function and served, unchanged, by the local gateway.
+//!
+//! A handler extracts (the [`extract`] extractors: the caller, the path, the body), calls one
+//! use case of [`crate::service`], hands its outcome to `Push::deliver` and answers with what
+//! that returns. Nothing below this layer imports from it.
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::routing::get;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+use tracing::field::Empty;
 
 use crate::error::Error;
 use crate::state::AppState;
 
 pub mod auth;
 pub mod chats;
+pub mod extract;
 pub mod messages;
+pub mod openapi;
 pub mod pagination;
 pub mod users;
-pub mod views;
 
-/// Request bodies above this size are refused with 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use extract::MAX_BODY_BYTES;
 
 /// The endpoint groups; each one is a Lambda function of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,7 +69,7 @@ pub type App = NormalizePath<Router>;
 /// Builds the service for one endpoint group.
 pub fn app(group: Group, state: AppState) -> App {
     let router = match group {
-        Group::Auth => auth::router(),
+        Group::Auth => auth::router().route("/api/openapi.json", get(openapi::serve)),
         Group::Users => users::router(),
         Group::Chats => chats::router(),
         Group::Messages => messages::router(),
@@ -72,7 +78,8 @@ pub fn app(group: Group, state: AppState) -> App {
 }
 
 /// Layers every group shares: body limit, problem+json for unknown routes and methods, and a
-/// request span that names the route.
+/// request span that names the route template and the chat; the caller's id is recorded into
+/// it by the `AuthUser` extractor.
 fn finish(router: Router<AppState>, state: AppState) -> Router {
     router
         .fallback(|| async { Error::NotFound("no such route") })
@@ -80,13 +87,7 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(|req: &http::Request<_>| {
-                    tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                    )
-                })
+                .make_span_with(|req: &http::Request<_>| request_span(req))
                 .on_response(
                     |res: &http::Response<_>, latency: Duration, _span: &tracing::Span| {
                         tracing::info!(
@@ -100,9 +101,136 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The span of one request: the route as declared (`/api/chats/{chat_id}`, never the raw path
+/// with its ids), the chat when the route has one, and room for the caller's id.
+fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = route.unwrap_or("unmatched"),
+        user_id = Empty,
+        chat_id = Empty,
+    );
+    if let Some(chat_id) = route.and_then(|r| path_param(r, req.uri().path(), "chat_id")) {
+        span.record("chat_id", chat_id);
+    }
+    span
+}
+
+/// The value of `{name}` in `path`, read at the place `route` declares it.
+fn path_param(route: &str, path: &str, name: &str) -> Option<i64> {
+    let placeholder = format!("{{{name}}}");
+    let index = route.split('/').position(|s| s == placeholder)?;
+    path.split('/').nth(index)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Group;
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::{Arc, Mutex};
+
+    use tower::ServiceExt;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    use super::{Group, app, path_param};
+    use crate::config::Config;
+    use crate::state::AppState;
+
+    /// A span's name and its fields, as they end up after `record`s.
+    type SpanFields = (&'static str, BTreeMap<String, String>);
+
+    /// Every span opened, by span id.
+    #[derive(Clone, Default)]
+    struct Spans(Arc<Mutex<HashMap<u64, SpanFields>>>);
+
+    struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_owned(), value.to_owned());
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(field.name().to_owned(), format!("{value:?}"));
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Spans {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+            let mut fields = BTreeMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            if let Ok(mut spans) = self.0.lock() {
+                spans.insert(id.into_u64(), (attrs.metadata().name(), fields));
+            }
+        }
+        fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
+            if let Ok(mut spans) = self.0.lock()
+                && let Some((_, fields)) = spans.get_mut(&id.into_u64())
+            {
+                values.record(&mut Fields(fields));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_request_span_names_the_route_the_caller_and_the_chat() {
+        let config = Config::from_lookup(|k| match k {
+            "DATABASE_URL" => Some("postgres://nobody@127.0.0.1:1/none".into()),
+            "JWT_SECRET" => Some("a-test-secret-that-is-long-enough-0000".into()),
+            _ => None,
+        })
+        .expect("config");
+        let state = AppState::new(config).expect("state");
+        let token = state.keys.issue_access(42, Some(3)).expect("token");
+        let spans = Spans::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+        // A bad `limit` is refused before the database is needed.
+        let request = http::Request::get("/api/chats/7/messages?limit=0")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = app(Group::Messages, state)
+            .oneshot(request)
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 422);
+        let spans = spans.0.lock().map(|s| s.clone()).unwrap_or_default();
+        let (_, request) = spans
+            .values()
+            .find(|(name, _)| *name == "request")
+            .expect("a request span");
+        assert_eq!(
+            request.get("route").map(String::as_str),
+            Some("/api/chats/{chat_id}/messages")
+        );
+        assert_eq!(request.get("user_id").map(String::as_str), Some("42"));
+        assert_eq!(request.get("chat_id").map(String::as_str), Some("7"));
+        let (_, list) = spans
+            .values()
+            .find(|(name, _)| *name == "list")
+            .expect("the use case's span");
+        assert_eq!(list.get("chat_id").map(String::as_str), Some("7"));
+    }
+
+    #[test]
+    fn the_chat_id_is_read_where_the_route_declares_it() {
+        let route = "/api/chats/{chat_id}/messages/{message_id}";
+        assert_eq!(
+            path_param(route, "/api/chats/12/messages/99", "chat_id"),
+            Some(12)
+        );
+        assert_eq!(path_param("/api/chats", "/api/chats", "chat_id"), None);
+        assert_eq!(
+            path_param("/api/chats/{chat_id}", "/api/chats/x", "chat_id"),
+            None
+        );
+    }
 
     #[test]
     fn paths_go_to_the_function_that_template_yaml_routes_them_to() {

@@ -1,13 +1,13 @@
-//! `limit`, `cursor` and the seed's `skip`, shared by every list.
+//! `limit`, `cursor` and the seed's `skip` as query parameters, and the answers' paging
+//! header; the checks themselves are `domain::Page`'s.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::error::{Error, Result};
-
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 100;
+use crate::domain::Page;
+use crate::error::Result;
+use crate::service::Stored;
 
 /// The response header that carries the cursor of the next page, when there is one.
 pub const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
@@ -25,65 +25,34 @@ pub struct PageQuery {
     pub skip: Option<i64>,
 }
 
-/// A checked page request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Page {
-    pub limit: i64,
-    pub after: Option<i64>,
-    pub skip: i64,
-}
-
 impl PageQuery {
     pub fn page(&self) -> Result<Page> {
-        Ok(Page {
-            limit: limit(self.limit)?,
-            after: match self.cursor.as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(c) => Some(c.parse::<i64>().map_err(|_| {
-                    Error::validation("cursor", "is not a cursor this API gave out")
-                })?),
-            },
-            skip: match self.skip {
-                None => 0,
-                Some(s) if s >= 0 => s,
-                Some(_) => return Err(Error::validation("skip", "must not be negative")),
-            },
-        })
+        Page::parse(self.limit, self.cursor.as_deref(), self.skip)
     }
 }
 
-/// Checks a `limit`: absent means 50, above 100 is capped at 100, below 1 is refused.
-pub fn limit(raw: Option<i64>) -> Result<i64> {
-    match raw {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if n < 1 => Err(Error::validation("limit", "must be at least 1")),
-        Some(n) => Ok(n.min(MAX_LIMIT)),
-    }
-}
-
-/// Headers for a page of `len` items whose last item has key `last`: the next cursor when the
-/// page is full.
-pub fn next_page_headers(page: &Page, len: usize, last: Option<i64>) -> HeaderMap {
+/// Headers naming the next page, when there is one.
+pub fn next_page_headers(next: Option<impl ToString>) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if len as i64 >= page.limit
-        && let Some(last) = last
-        && let Ok(value) = HeaderValue::from_str(&last.to_string())
-    {
+    if let Some(value) = next.and_then(|n| HeaderValue::from_str(&n.to_string()).ok()) {
         headers.insert(NEXT_CURSOR, value);
     }
     headers
 }
 
+/// 201 with what a call created, 200 with what it found stored already.
+pub fn created_or_ok<T>(stored: Stored<T>) -> (StatusCode, axum::Json<T>) {
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(stored.item))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_default_cap_and_refuse() {
-        assert_eq!(limit(None).expect("default"), 50);
-        assert_eq!(limit(Some(1000)).expect("capped"), 100);
-        assert!(limit(Some(0)).is_err());
-    }
 
     #[test]
     fn foreign_cursors_are_refused() {
@@ -92,5 +61,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(q.page().expect_err("bad cursor").status(), 422);
+    }
+
+    #[test]
+    fn a_full_page_names_the_next() {
+        assert_eq!(
+            next_page_headers(Some(42))
+                .get(NEXT_CURSOR)
+                .map(|v| v.as_bytes()),
+            Some(&b"42"[..])
+        );
+        assert!(next_page_headers(None::<i64>).is_empty());
     }
 }

@@ -1,9 +1,10 @@
-//! Real time: the events that go on the wire, the fan-out through the API Gateway management
-//! API, and the handler of the WebSocket API's routes.
+//! The real-time transport: the WebSocket API's route handler. A frame is parsed, handed to
+//! the same use case the HTTP route calls, and its notices are delivered through
+//! [`crate::push`] before the handler returns.
+//!
+//! A transport, like `http`, and independent of it: nothing here imports from `http`.
 
-pub mod events;
-pub mod push;
 pub mod websocket;
 
-pub use events::Event;
-pub use push::Push;
+/// The pusher, under the path it has always had here.
+pub use crate::push;

@@ -10,12 +10,14 @@ use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use tracing::Instrument;
 
+use crate::auth::tokens::bearer_token;
 use crate::db;
+use crate::domain::Caller;
 use crate::error::Error;
-use crate::http::chats::membership;
-use crate::http::messages;
-use crate::realtime::events::{Event, Reply};
+use crate::service::presence::Refusal;
+use crate::service::{Outcome, messages, presence};
 use crate::state::AppState;
+use crate::views::Reply;
 
 fn respond(status: i64, body: &str) -> ApiGatewayProxyResponse {
     let mut response = ApiGatewayProxyResponse::default();
@@ -35,7 +37,13 @@ pub async fn handle(
         return respond(400, "no connection id");
     };
     let route = ctx.route_key.clone().unwrap_or_else(|| "$default".into());
-    let span = tracing::info_span!("ws", route = %route, connection_id = %connection_id);
+    let span = tracing::info_span!(
+        "ws",
+        route = %route,
+        connection_id = %connection_id,
+        user_id = tracing::field::Empty,
+        chat_id = tracing::field::Empty,
+    );
     async {
         match route.as_str() {
             "$connect" => connect(state, &connection_id, &request).await,
@@ -63,7 +71,7 @@ fn connect_token(request: &ApiGatewayWebsocketProxyRequest) -> Option<(String, O
         return Some((token.to_owned(), None));
     }
     let headers: &HeaderMap = &request.headers;
-    if let Ok(token) = crate::extract::bearer_token(headers) {
+    if let Ok(token) = bearer_token(headers) {
         return Some((token.to_owned(), None));
     }
     let protocols = headers.get("sec-websocket-protocol")?.to_str().ok()?;
@@ -91,13 +99,18 @@ async fn connect(
         tracing::info!("connect refused: no token");
         return respond(401, "an access token is required");
     };
-    let user_id = match state.keys.verify_access(&token) {
-        Ok(claims) => claims.user_id,
+    let caller = match state.keys.verify_access(&token) {
+        Ok(claims) => Caller {
+            id: claims.user_id,
+            session: claims.sid,
+        },
         Err(_) => {
             tracing::info!("connect refused: invalid token");
             return respond(401, "the access token is not valid");
         }
     };
+    let span = tracing::Span::current();
+    span.record("user_id", caller.id);
     let chat_id = match request.query_string_parameters.first("chat_id") {
         None | Some("") => None,
         Some(raw) => match raw.parse::<i64>() {
@@ -106,34 +119,11 @@ async fn connect(
         },
     };
     if let Some(chat_id) = chat_id {
-        match membership(state, chat_id, user_id).await {
-            Ok(_) => {}
-            Err(Error::NotFound(_)) => {
-                tracing::info!(user_id, chat_id, "connect refused: not a member");
-                return respond(403, "not a member of that chat");
-            }
-            Err(e) => {
-                tracing::error!(error = ?e, "connect failed");
-                return respond(500, "internal error");
-            }
-        }
+        span.record("chat_id", chat_id);
     }
-    let result = async {
-        let swept = db::connections::sweep_stale(&state.db).await?;
-        if !swept.is_empty() {
-            tracing::info!(count = swept.len(), "swept stale connections");
-        }
-        let first = db::connections::insert(&state.db, connection_id, user_id, chat_id).await?;
-        db::users::touch_last_seen(&state.db, user_id).await?;
-        Ok::<_, Error>(first)
-    }
-    .await;
-    match result {
-        Ok(first) => {
-            tracing::info!(user_id, ?chat_id, "connected");
-            if first {
-                announce_status(state, user_id, Some(connection_id)).await;
-            }
+    match presence::connect(&state.db, caller, connection_id, chat_id).await {
+        Ok(outcome) => {
+            state.push.deliver(outcome).await;
             let mut response = respond(200, "");
             if let Some(protocol) = protocol
                 && let Ok(value) = HeaderValue::from_str(&protocol)
@@ -142,47 +132,25 @@ async fn connect(
             }
             response
         }
-        Err(Error::Database(sqlx::Error::Database(e))) if e.is_foreign_key_violation() => {
-            respond(401, "this account no longer exists")
+        Err(Refusal::NotAMember) => {
+            tracing::info!(
+                user_id = caller.id,
+                chat_id,
+                "connect refused: not a member"
+            );
+            respond(403, "not a member of that chat")
         }
-        Err(e) => {
-            tracing::error!(error = ?e, "connect failed");
+        Err(Refusal::AccountGone) => respond(401, "this account no longer exists"),
+        Err(Refusal::Failed(e)) => {
+            tracing::error!(error = %e.chain(), "connect failed");
             respond(500, "internal error")
         }
     }
 }
 
 async fn disconnect(state: &AppState, connection_id: &str) {
-    match db::connections::delete(&state.db, connection_id).await {
-        Ok(Some((user_id, last))) => {
-            tracing::info!(user_id, "disconnected");
-            if last {
-                if let Err(e) = db::users::touch_last_seen(&state.db, user_id).await {
-                    tracing::error!(error = ?e, "could not record last_seen");
-                }
-                announce_status(state, user_id, None).await;
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = ?e, "disconnect failed"),
-    }
-}
-
-/// Tells everyone who shares a chat with `user_id` what their presence is now.
-pub async fn announce_status(state: &AppState, user_id: i64, except: Option<&str>) {
-    match db::users::find(&state.db, user_id).await {
-        Ok(Some(row)) => {
-            let view = crate::http::users::StatusView::from(row);
-            let event = Event::UserStatus {
-                user_id,
-                status: view.status,
-                last_seen: view.last_seen,
-            };
-            state.push.to_contacts(user_id, except, &event).await;
-        }
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = ?e, "could not read presence"),
-    }
+    let outcome = presence::disconnect(&state.db, connection_id).await;
+    state.push.deliver(outcome).await;
 }
 
 /// A client frame, routed on `action`.
@@ -243,6 +211,17 @@ fn from_error(e: &Error) -> Reply {
     error_reply(&problem.code, problem.detail)
 }
 
+/// Delivers a use case's notices; a failed use case becomes an error reply.
+async fn deliver<T>(state: &AppState, outcome: Result<Outcome<T>, Error>) -> Option<Reply> {
+    match outcome {
+        Ok(outcome) => {
+            state.push.deliver(outcome).await;
+            None
+        }
+        Err(e) => Some(from_error(&e)),
+    }
+}
+
 /// Carries out a frame; returns the reply for this connection, if any.
 async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Reply> {
     let connection = match db::connections::find(&state.db, connection_id).await {
@@ -255,17 +234,24 @@ async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Repl
         }
         Err(e) => return Some(from_error(&e)),
     };
-    let user_id = connection.user_id;
+    let caller = Caller {
+        id: connection.user_id,
+        session: None,
+    };
+    tracing::Span::current().record("user_id", caller.id);
     let chat_of = |requested: Option<i64>| -> Result<i64, Reply> {
-        match (requested, connection.chat_id) {
+        let chat_id = match (requested, connection.chat_id) {
             (Some(c), Some(scope)) if c != scope => Err(error_reply(
                 "out_of_scope",
                 "this connection is scoped to another chat",
             )),
             (Some(c), _) | (None, Some(c)) => Ok(c),
             (None, None) => Err(error_reply("invalid_frame", "`chat_id` is required")),
-        }
+        }?;
+        tracing::Span::current().record("chat_id", chat_id);
+        Ok(chat_id)
     };
+    let db = &state.db;
     match frame {
         Frame::Ping => Some(Reply::Pong),
         Frame::SendMessage {
@@ -277,59 +263,35 @@ async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Repl
                 Ok(c) => c,
                 Err(reply) => return Some(reply),
             };
-            match messages::send(state, user_id, chat_id, content, client_id.clone()).await {
+            match messages::send(db, caller, chat_id, content, client_id.clone()).await {
                 Ok(outcome) => {
+                    // The ack answers this frame, so it goes ahead of the fan-out, which
+                    // reaches this connection too.
                     let ack = Reply::Ack {
                         client_id,
-                        message: Box::new(outcome.message.clone()),
+                        message: Box::new(outcome.value().item.clone()),
                     };
                     state.push.reply(connection_id, &ack).await;
-                    if outcome.created {
-                        let event = Event::MessageCreated {
-                            chat_id,
-                            message: outcome.message,
-                        };
-                        state.push.to_connections(&outcome.audience, &event).await;
-                    }
+                    state.push.deliver(outcome).await;
                     None
                 }
                 Err(e) => Some(from_error(&e)),
             }
         }
-        Frame::Typing { chat_id } => {
-            let chat_id = match chat_of(chat_id) {
-                Ok(c) => c,
-                Err(reply) => return Some(reply),
-            };
-            match membership(state, chat_id, user_id).await {
-                Ok(_) => {
-                    let event = Event::Typing { chat_id, user_id };
-                    state.push.to_chat_except(chat_id, user_id, &event).await;
-                    None
-                }
-                Err(e) => Some(from_error(&e)),
+        Frame::Typing { chat_id } => match chat_of(chat_id) {
+            Ok(chat_id) => deliver(state, presence::typing(db, caller, chat_id).await).await,
+            Err(reply) => Some(reply),
+        },
+        Frame::MarkRead { chat_id, up_to_seq } => match chat_of(chat_id) {
+            Ok(chat_id) => {
+                deliver(
+                    state,
+                    messages::mark_read(db, caller, chat_id, up_to_seq).await,
+                )
+                .await
             }
-        }
-        Frame::MarkRead { chat_id, up_to_seq } => {
-            let chat_id = match chat_of(chat_id) {
-                Ok(c) => c,
-                Err(reply) => return Some(reply),
-            };
-            match messages::mark(state, user_id, chat_id, up_to_seq).await {
-                Ok(marked) => {
-                    if marked.moved {
-                        let event = Event::MessageRead {
-                            chat_id,
-                            user_id,
-                            last_read_seq: marked.view.last_read_seq,
-                        };
-                        state.push.to_chat(chat_id, &event).await;
-                    }
-                    None
-                }
-                Err(e) => Some(from_error(&e)),
-            }
-        }
+            Err(reply) => Some(reply),
+        },
     }
 }
 

@@ -1,5 +1,9 @@
-//! Fan-out through the API Gateway management API (`PostToConnection`), concurrently and
-//! bounded. The same code talks to AWS and to the local gateway's `@connections` endpoint.
+//! Delivery of what the use cases cause: fan-out through the API Gateway management API
+//! (`PostToConnection`), concurrently and bounded. The same code talks to AWS and to the local
+//! gateway's `@connections` endpoint.
+//!
+//! Below the transports and `state`, above `service`: [`Push::deliver`] is how a transport
+//! gets a use case's result, after its notices are pushed.
 
 use std::time::Duration;
 
@@ -21,7 +25,8 @@ use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::db;
-use crate::realtime::events::{Event, MAX_FRAME_BYTES, Reply};
+use crate::service::{Audience, Notice, Outcome};
+use crate::views::{Event, MAX_FRAME_BYTES, Reply};
 
 /// How often a throttled post (429) is tried again, with doubling pauses from 50 ms.
 const THROTTLE_RETRIES: u32 = 3;
@@ -35,7 +40,7 @@ pub struct PushReport {
     pub failed: usize,
 }
 
-enum Outcome {
+enum Posted {
     Delivered,
     Gone,
     Failed,
@@ -90,42 +95,35 @@ impl Push {
         )
     }
 
-    /// Sends `event` to every live connection that sees `chat_id`.
-    pub async fn to_chat(&self, chat_id: i64, event: &Event) -> PushReport {
-        if !self.enabled() {
-            return PushReport::default();
+    /// Pushes an outcome's notices in order, closes the connections it ends, and only then
+    /// hands back its result: a transport answers with what this returns, so every push is
+    /// done before the answer (Lambda freezes a function once it has answered).
+    pub async fn deliver<T>(&self, outcome: Outcome<T>) -> T {
+        let (value, notices, close) = outcome.into_parts();
+        for notice in notices {
+            self.notify(notice).await;
         }
-        let audience = db::connections::for_chat(&self.db, chat_id).await;
-        self.to_audience(audience, event).await
+        self.close(&close).await;
+        value
     }
 
-    /// Sends `event` to the connections of a chat's members but `except_user`.
-    pub async fn to_chat_except(
-        &self,
-        chat_id: i64,
-        except_user: i64,
-        event: &Event,
-    ) -> PushReport {
+    /// Sends one notice to its audience.
+    pub async fn notify(&self, notice: Notice) -> PushReport {
         if !self.enabled() {
             return PushReport::default();
         }
-        let audience = db::connections::for_chat_except(&self.db, chat_id, except_user).await;
-        self.to_audience(audience, event).await
-    }
-
-    /// Sends `event` to the unscoped connections of everyone who shares a chat with `user_id`,
-    /// but the connection `except`.
-    pub async fn to_contacts(
-        &self,
-        user_id: i64,
-        except: Option<&str>,
-        event: &Event,
-    ) -> PushReport {
-        if !self.enabled() {
-            return PushReport::default();
-        }
-        let audience = db::connections::for_contacts(&self.db, user_id, except).await;
-        self.to_audience(audience, event).await
+        let Notice { audience, event } = notice;
+        let audience = match audience {
+            Audience::Connections(ids) => return self.to_connections(&ids, &event).await,
+            Audience::Chat(chat_id) => db::connections::for_chat(&self.db, chat_id).await,
+            Audience::ChatExcept { chat_id, user_id } => {
+                db::connections::for_chat_except(&self.db, chat_id, user_id).await
+            }
+            Audience::Contacts { user_id, except } => {
+                db::connections::for_contacts(&self.db, user_id, except.as_deref()).await
+            }
+        };
+        self.to_audience(audience, &event).await
     }
 
     /// Posts to the connections a lookup found; a failed lookup is logged, never raised: the
@@ -134,7 +132,7 @@ impl Push {
         match audience {
             Ok(ids) => self.to_connections(&ids, event).await,
             Err(e) => {
-                tracing::error!(error = ?e, "push: could not list connections");
+                tracing::error!(error = %e.chain(), "push: could not list connections");
                 PushReport::default()
             }
         }
@@ -167,9 +165,9 @@ impl Push {
             .buffer_unordered(self.concurrency.max(1));
         while let Some(outcome) = posts.next().await {
             match outcome {
-                Outcome::Delivered => report.delivered += 1,
-                Outcome::Gone => report.gone += 1,
-                Outcome::Failed => report.failed += 1,
+                Posted::Delivered => report.delivered += 1,
+                Posted::Gone => report.gone += 1,
+                Posted::Failed => report.failed += 1,
             }
         }
         tracing::debug!(?report, "push done");
@@ -259,7 +257,7 @@ async fn build_client(endpoint: &str, source: CredentialsSource) -> Client {
 }
 
 /// Posts one frame; deletes the connection when API Gateway says it is gone.
-async fn post(client: Client, db: PgPool, id: String, payload: bytes::Bytes) -> Outcome {
+async fn post(client: Client, db: PgPool, id: String, payload: bytes::Bytes) -> Posted {
     let mut pause = Duration::from_millis(50);
     for attempt in 0..=THROTTLE_RETRIES {
         let result = client
@@ -269,17 +267,17 @@ async fn post(client: Client, db: PgPool, id: String, payload: bytes::Bytes) -> 
             .send()
             .await;
         let err = match result {
-            Ok(_) => return Outcome::Delivered,
+            Ok(_) => return Posted::Delivered,
             Err(err) => err,
         };
         match &err {
             SdkError::ServiceError(e) => match e.err() {
                 PostToConnectionError::GoneException(_) => {
                     if let Err(e) = db::connections::delete(&db, &id).await {
-                        tracing::error!(error = ?e, connection_id = %id, "push: could not delete a gone connection");
+                        tracing::error!(error = %e.chain(), connection_id = %id, "push: could not delete a gone connection");
                     }
                     tracing::info!(connection_id = %id, "push: connection gone, deleted");
-                    return Outcome::Gone;
+                    return Posted::Gone;
                 }
                 PostToConnectionError::LimitExceededException(_) if attempt < THROTTLE_RETRIES => {
                     tokio::time::sleep(pause).await;
@@ -288,18 +286,18 @@ async fn post(client: Client, db: PgPool, id: String, payload: bytes::Bytes) -> 
                 }
                 PostToConnectionError::PayloadTooLargeException(_) => {
                     tracing::error!(connection_id = %id, bytes = payload.len(), "push: payload too large");
-                    return Outcome::Failed;
+                    return Posted::Failed;
                 }
                 other => {
                     tracing::warn!(error = %other, code = ?other.code(), connection_id = %id, "push: post failed");
-                    return Outcome::Failed;
+                    return Posted::Failed;
                 }
             },
             other => {
                 tracing::warn!(error = %other, connection_id = %id, "push: post failed");
-                return Outcome::Failed;
+                return Posted::Failed;
             }
         }
     }
-    Outcome::Failed
+    Posted::Failed
 }

@@ -1,17 +1,22 @@
 //! Extractors whose rejections speak problem+json, and the authenticated caller.
+//!
+//! Transport: axum only. The caller it proves is a [`Caller`], which the use cases take.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::auth::tokens::JwtKeys;
+use crate::auth::tokens::{JwtKeys, bearer_token};
+use crate::domain::Caller;
 use crate::error::{Error, FieldError};
-use crate::http::MAX_BODY_BYTES;
 use crate::state::AppState;
+
+/// Request bodies above this size are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A JSON body. Unreadable JSON is 400, a body of the wrong shape is 422 naming the field, a
 /// body over the limit is 413, and a non-JSON content type is 415.
@@ -195,15 +200,11 @@ fn shape_error(path: String, message: String) -> Error {
     Error::Validation(vec![FieldError::new(field, message)])
 }
 
-/// The caller, proven by a valid access token. Verifying it needs no database call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuthUser {
-    pub id: i64,
-    /// The refresh-token family this access token belongs to.
-    pub session: Option<i64>,
-}
+/// The caller, proven by a valid access token. Verifying it needs no database call. The
+/// request's span records the caller's id.
+pub type AuthUser = Caller;
 
-impl<S> FromRequestParts<S> for AuthUser
+impl<S> FromRequestParts<S> for Caller
 where
     S: Send + Sync,
     AppState: FromRef<S>,
@@ -215,36 +216,12 @@ where
         let token = bearer_token(&parts.headers)?;
         let keys: &JwtKeys = &state.keys;
         let claims = keys.verify_access(token)?;
-        Ok(AuthUser {
+        tracing::Span::current().record("user_id", claims.user_id);
+        Ok(Caller {
             id: claims.user_id,
             session: claims.sid,
         })
     }
-}
-
-/// The token of an `Authorization: Bearer …` header.
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Error> {
-    let value = headers
-        .get(AUTHORIZATION)
-        .ok_or(Error::Unauthorized(
-            "missing_token",
-            "an Authorization: Bearer token is required",
-        ))?
-        .to_str()
-        .map_err(|_| {
-            Error::Unauthorized("invalid_token", "the Authorization header is malformed")
-        })?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or(Error::Unauthorized(
-        "invalid_token",
-        "the Authorization header must be `Bearer <token>`",
-    ))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Error::Unauthorized(
-            "invalid_token",
-            "the Authorization header must be `Bearer <token>`",
-        ));
-    }
-    Ok(token.trim())
 }
 
 /// The client's address, as API Gateway saw it (`requestContext.http.sourceIp`).
@@ -306,14 +283,5 @@ mod tests {
     fn trailing_garbage_is_malformed() {
         let err = parse_json::<Body>(br#"{"name":"a","count":1} x"#).expect_err("must fail");
         assert_eq!(err.status(), 400);
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive_and_required() {
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, "bearer abc".parse().expect("header"));
-        assert_eq!(bearer_token(&headers).expect("token"), "abc");
-        headers.insert(AUTHORIZATION, "Basic abc".parse().expect("header"));
-        assert_eq!(bearer_token(&headers).expect_err("basic").status(), 401);
     }
 }

@@ -1,42 +1,16 @@
-//! The server's events, as clients receive them: `{"type": "...", "chat_id": ..., ...}`.
+//! The server's events, as clients receive them: `{"type": "...", "chat_id": ..., ...}`, and
+//! the replies to a connection's own frames.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::Status;
-use crate::http::views::{ChatView, MessageView};
+use crate::views::chats::ChatSummary;
+use crate::views::messages::MessageView;
 
 /// API Gateway refuses WebSocket frames over 128 KiB.
 pub const MAX_FRAME_BYTES: usize = 128 * 1024;
-
-/// A chat without the per-member fields (role, unread count), the same for every recipient.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct ChatSummary {
-    pub id: i64,
-    pub name: Option<String>,
-    pub is_group_chat: bool,
-    pub created_by: Option<i64>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Member ids, longest-standing first (ids, not profiles, so that a 1,000-member group
-    /// still fits one frame).
-    pub user_ids: Vec<i64>,
-}
-
-impl From<&ChatView> for ChatSummary {
-    fn from(chat: &ChatView) -> Self {
-        Self {
-            id: chat.id,
-            name: chat.name.clone(),
-            is_group_chat: chat.is_group_chat,
-            created_by: chat.created_by,
-            created_at: chat.created_at,
-            updated_at: chat.updated_at,
-            user_ids: chat.users.iter().map(|u| u.id).collect(),
-        }
-    }
-}
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(tag = "type")]

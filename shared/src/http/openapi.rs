@@ -1,4 +1,5 @@
-//! The OpenAPI 3.1 document, assembled from the handlers' annotations.
+//! The OpenAPI 3.1 document, assembled from the handlers' annotations and the wire types of
+//! [`crate::views`].
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -49,9 +50,9 @@ use crate::http;
     components(schemas(
         crate::error::Problem,
         crate::error::FieldError,
-        crate::realtime::Event,
-        crate::realtime::events::Reply,
-        crate::realtime::events::ChatSummary,
+        crate::views::Event,
+        crate::views::Reply,
+        crate::views::ChatSummary,
     )),
     modifiers(&BearerAuth, &StandardErrors),
     tags(

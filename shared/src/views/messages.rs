@@ -1,13 +1,10 @@
-//! The shapes of chats and messages on the wire, shared by HTTP answers and real-time events.
+//! Messages and read state on the wire.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::db::chats::MemberChatRow;
-use crate::db::members::MemberRow;
 use crate::db::messages::MessageRow;
-use crate::http::users::UserView;
 
 /// The author of a message, as shown beside it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -101,56 +98,68 @@ impl ReadCursors {
     }
 }
 
-/// A chat as the caller sees it.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct ChatView {
-    pub id: i64,
-    /// The group's name; `null` for a direct chat.
-    pub name: Option<String>,
-    pub is_group_chat: bool,
-    pub created_by: Option<i64>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Members, longest-standing first.
-    pub users: Vec<UserView>,
-    /// Messages the caller has not read.
-    pub unread_count: i64,
-    pub last_message: Option<MessageView>,
-    /// The caller's role: `admin` or `member`.
-    pub role: String,
-    /// The caller's read cursor.
-    pub last_read_seq: i64,
-    /// The newest message's `seq` (0 when there is none).
-    pub last_seq: i64,
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageQuery {
+    /// Page size, 1–100 (default 50; larger values are capped at 100).
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
+    /// Newest first, only messages with a smaller `seq` (the next older page).
+    pub before_seq: Option<i64>,
+    /// Oldest first, only messages with a larger `seq` (catching up after a reconnect).
+    /// Not together with `before_seq`.
+    #[param(minimum = 0)]
+    pub after_seq: Option<i64>,
+    /// Messages to skip (offset pagination, kept for older clients).
+    #[param(minimum = 0)]
+    pub skip: Option<i64>,
 }
 
-impl ChatView {
-    /// Builds the view from the caller's row, the chat's members, and its newest message.
-    pub fn new(row: MemberChatRow, members: Vec<MemberRow>, last: Option<MessageRow>) -> Self {
-        let cursors = ReadCursors::new(members.iter().map(|m| (m.user.id, m.last_read_seq)));
-        let last_message = last.map(|m| {
-            let read = cursors.is_read(m.seq, m.user_id);
-            MessageView::new(m, read)
-        });
-        let chat = row.chat;
-        Self {
-            id: chat.id,
-            name: chat.name,
-            is_group_chat: chat.is_group,
-            created_by: chat.created_by,
-            created_at: chat.created_at,
-            updated_at: chat.updated_at,
-            users: members
-                .into_iter()
-                .map(|m| UserView::public(m.user))
-                .collect(),
-            unread_count: (chat.last_seq - row.last_read_seq).max(0),
-            last_message,
-            role: row.role,
-            last_read_seq: row.last_read_seq,
-            last_seq: chat.last_seq,
-        }
-    }
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewMessage {
+    /// 1–4,000 characters, not only white space.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
+    pub content: String,
+    /// 1–64 printable characters; a retry with the same value returns the first message.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f]+$")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MessageEdit {
+    /// 1–4,000 characters, not only white space.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
+    pub content: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadReceipt {
+    pub user_id: i64,
+    /// When the member's read cursor last moved, at or past this message.
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadStatus {
+    pub message_id: i64,
+    /// Every member but the author has read it.
+    pub is_read: bool,
+    pub read_by: Vec<ReadReceipt>,
+    pub unread_by: Vec<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct MarkRead {
+    /// Read up to and including this `seq`; left out, up to the newest message.
+    #[schema(minimum = 0)]
+    pub up_to_seq: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadCursorView {
+    pub chat_id: i64,
+    pub last_read_seq: i64,
+    pub unread_count: i64,
 }
 
 #[cfg(test)]

@@ -1,0 +1,369 @@
+//! Chats and their members: list, create, read, rename, delete, add, remove and leave.
+
+use std::collections::{BTreeSet, HashMap};
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::db;
+use crate::db::chats::MemberChatRow;
+use crate::domain::{Caller, ChatCursor, ChatName, Role};
+use crate::error::{Error, Result};
+use crate::service::access::{Member, chat_not_found};
+use crate::service::{Audience, Outcome, Stored};
+use crate::views::{ChatSummary, ChatUpdate, ChatView, Event, MemberList, NewChat};
+
+/// The most members a chat may have, its creator included.
+pub const MAX_MEMBERS: usize = 1000;
+
+fn too_many_members() -> Error {
+    Error::validation(
+        "user_ids",
+        format!("a chat has at most {MAX_MEMBERS} members"),
+    )
+}
+
+/// Views of `rows` in a fixed number of queries, whatever their count: one for the members of
+/// all of them, one for their newest messages.
+async fn views(db: &PgPool, rows: Vec<MemberChatRow>) -> Result<Vec<ChatView>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.chat.id).collect();
+    let (members, latest) = tokio::try_join!(
+        db::members::for_chats(db, &ids),
+        db::messages::latest_of(db, &ids),
+    )?;
+    let mut members_of: HashMap<i64, Vec<_>> = HashMap::new();
+    for m in members {
+        members_of.entry(m.chat_id).or_default().push(m);
+    }
+    let mut latest_of: HashMap<i64, _> = latest.into_iter().map(|m| (m.chat_id, m)).collect();
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let id = row.chat.id;
+            ChatView::new(
+                row,
+                members_of.remove(&id).unwrap_or_default(),
+                latest_of.remove(&id),
+            )
+        })
+        .collect())
+}
+
+/// The chat as `user_id` sees it; 404 unless they are a member.
+async fn view_for(db: &PgPool, chat_id: i64, user_id: i64) -> Result<ChatView> {
+    let row = db::chats::find_for_member(db, chat_id, user_id)
+        .await?
+        .ok_or_else(chat_not_found)?;
+    views(db, vec![row]).await?.pop().ok_or_else(chat_not_found)
+}
+
+/// A page of the caller's chats, most recent activity first, and the cursor of the next page
+/// when this one is full.
+#[tracing::instrument(skip_all, fields(user_id = caller.id))]
+pub async fn list(
+    db: &PgPool,
+    caller: Caller,
+    after: Option<ChatCursor>,
+    skip: i64,
+    limit: i64,
+) -> Result<(Vec<ChatView>, Option<ChatCursor>)> {
+    let rows = db::chats::list_for_member(db, caller.id, after, skip, limit).await?;
+    let next = rows
+        .last()
+        .filter(|_| rows.len() as i64 >= limit)
+        .map(|last| ChatCursor {
+            at: last.chat.last_activity_at,
+            id: last.chat.id,
+        });
+    Ok((views(db, rows).await?, next))
+}
+
+/// One chat; members only.
+#[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
+pub async fn get(db: &PgPool, caller: Caller, chat_id: i64) -> Result<ChatView> {
+    view_for(db, chat_id, caller.id).await
+}
+
+/// Checks that every id names an account; 422 lists those that do not.
+async fn check_users_exist(db: &PgPool, ids: &[i64]) -> Result<()> {
+    let found: BTreeSet<i64> = db::users::existing_ids(db, ids)
+        .await?
+        .into_iter()
+        .collect();
+    let missing: Vec<String> = ids
+        .iter()
+        .filter(|id| !found.contains(id))
+        .map(i64::to_string)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::validation(
+            "user_ids",
+            format!("unknown user ids: {}", missing.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts a direct chat or a group. Asking for a direct chat that exists returns it; the
+/// database makes sure that a pair of users has one direct chat, even under concurrent
+/// requests.
+#[tracing::instrument(skip_all, fields(user_id = caller.id))]
+pub async fn create(
+    db: &PgPool,
+    caller: Caller,
+    body: NewChat,
+) -> Result<Outcome<Stored<ChatView>>> {
+    let others: Vec<i64> = body
+        .user_ids
+        .iter()
+        .copied()
+        .filter(|id| *id != caller.id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if others.len() + 1 > MAX_MEMBERS {
+        return Err(too_many_members());
+    }
+    let is_group = body.is_group_chat.unwrap_or(others.len() != 1);
+    if !is_group && others.len() != 1 {
+        return Err(Error::validation(
+            "user_ids",
+            "a direct chat needs exactly one other user",
+        ));
+    }
+    let name = if is_group {
+        Some(ChatName::parse(body.name.unwrap_or_default())?)
+    } else {
+        None
+    };
+    check_users_exist(db, &others).await?;
+
+    let mut tx = db.begin().await?;
+    let (chat, created) = match name {
+        Some(name) => {
+            let chat = db::chats::insert_group(&mut *tx, name.as_str(), caller.id).await?;
+            db::members::add(&mut *tx, chat.id, &[caller.id], Role::Admin).await?;
+            db::members::add(&mut *tx, chat.id, &others, Role::Member).await?;
+            (chat, true)
+        }
+        None => {
+            let key = db::chats::direct_key(caller.id, others[0]);
+            match db::chats::insert_direct(&mut *tx, &key, caller.id).await? {
+                Some(chat) => {
+                    db::members::add(&mut *tx, chat.id, &[caller.id, others[0]], Role::Member)
+                        .await?;
+                    (chat, true)
+                }
+                None => {
+                    let chat = db::chats::find_direct(&mut *tx, &key)
+                        .await?
+                        .ok_or_else(|| Error::internal("direct chat vanished"))?;
+                    (chat, false)
+                }
+            }
+        }
+    };
+    tx.commit().await?;
+    let view = view_for(db, chat.id, caller.id).await?;
+    if !created {
+        return Ok(Outcome::quiet(Stored {
+            item: view,
+            created,
+        }));
+    }
+    tracing::info!(
+        chat_id = chat.id,
+        is_group,
+        members = view.users.len(),
+        "chat created"
+    );
+    let event = Event::ChatCreated {
+        chat_id: chat.id,
+        chat: ChatSummary::from(&view),
+    };
+    Ok(Outcome::quiet(Stored {
+        item: view,
+        created,
+    })
+    .notify(Audience::Chat(chat.id), event))
+}
+
+/// Renames a group; its admins only.
+#[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
+pub async fn rename(
+    db: &PgPool,
+    caller: Caller,
+    chat_id: i64,
+    body: ChatUpdate,
+) -> Result<Outcome<ChatView>> {
+    let member = Member::load(db, chat_id, caller.id).await?;
+    member.require_admin("only the group's admins can rename it")?;
+    let name = ChatName::parse(body.name)?;
+    db::chats::rename(db, chat_id, name.as_str()).await?;
+    let view = view_for(db, chat_id, caller.id).await?;
+    let event = Event::ChatUpdated {
+        chat_id,
+        chat: ChatSummary::from(&view),
+    };
+    Ok(Outcome::quiet(view).notify(Audience::Chat(chat_id), event))
+}
+
+/// Deletes a chat and its messages: a group's admins, or either member of a direct chat.
+#[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
+pub async fn delete(db: &PgPool, caller: Caller, chat_id: i64) -> Result<Outcome<()>> {
+    Member::load(db, chat_id, caller.id)
+        .await?
+        .require_owner()?;
+    // The connections must be found before the memberships go with the chat.
+    let audience = db::connections::for_chat(db, chat_id).await?;
+    let scoped = db::connections::scoped_to(db, chat_id).await?;
+    db::chats::delete(db, chat_id).await?;
+    tracing::info!(chat_id, "chat deleted");
+    Ok(Outcome::quiet(())
+        .notify(
+            Audience::Connections(audience),
+            Event::ChatDeleted { chat_id },
+        )
+        // Connections scoped to the chat have nothing more to receive.
+        .close(scoped))
+}
+
+/// Adds members to a group; its admins only. Users who are members already are left as they
+/// are.
+#[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
+pub async fn add_members(
+    db: &PgPool,
+    caller: Caller,
+    chat_id: i64,
+    body: MemberList,
+) -> Result<Outcome<ChatView>> {
+    let ids: Vec<i64> = body
+        .into_ids()
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if ids.is_empty() {
+        return Err(Error::validation("user_ids", "must name at least one user"));
+    }
+    let member = Member::load(db, chat_id, caller.id).await?;
+    member.require_admin("only the group's admins can add members")?;
+    if ids.len() > MAX_MEMBERS {
+        return Err(too_many_members());
+    }
+    check_users_exist(db, &ids).await?;
+    let mut tx = db.begin().await?;
+    // Serializes concurrent additions to one chat, so the member cap holds.
+    db::chats::lock(&mut *tx, chat_id).await?;
+    let added = db::members::add(&mut *tx, chat_id, &ids, Role::Member).await?;
+    if db::members::count(&mut *tx, chat_id).await? > MAX_MEMBERS as i64 {
+        return Err(too_many_members());
+    }
+    if !added.is_empty() {
+        db::chats::touch(&mut *tx, chat_id).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(chat_id, added = added.len(), "members added");
+    let view = view_for(db, chat_id, caller.id).await?;
+    if added.is_empty() {
+        return Ok(Outcome::quiet(view));
+    }
+    let event = Event::MemberAdded {
+        chat_id,
+        user_ids: added,
+        chat: ChatSummary::from(&view),
+    };
+    Ok(Outcome::quiet(view).notify(Audience::Chat(chat_id), event))
+}
+
+/// What a member's leaving did, for the events that follow it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// The chat went with its last member.
+    pub chat_deleted: bool,
+    /// The member who became admin because the last admin left.
+    pub new_admin: Option<i64>,
+}
+
+impl Removal {
+    /// The event that tells the chat's members about it.
+    pub fn event(self, chat_id: i64, user_id: i64) -> Event {
+        if self.chat_deleted {
+            Event::ChatDeleted { chat_id }
+        } else {
+            Event::MemberRemoved {
+                chat_id,
+                user_id,
+                new_admin: self.new_admin,
+            }
+        }
+    }
+}
+
+/// Removes `user_id` from a group, hands admin on when the last admin leaves, and deletes the
+/// chat when nobody is left: a leave, a removal and an account's deletion all go through here.
+/// The caller holds the transaction.
+pub(crate) async fn leave_group(
+    tx: &mut PgConnection,
+    chat_id: i64,
+    user_id: i64,
+) -> Result<Removal> {
+    db::chats::lock(&mut *tx, chat_id).await?;
+    if !db::members::remove(&mut *tx, chat_id, user_id).await? {
+        return Err(Error::NotFound("that user is not a member of this chat"));
+    }
+    if db::members::count(&mut *tx, chat_id).await? == 0 {
+        db::chats::delete(&mut *tx, chat_id).await?;
+        return Ok(Removal {
+            chat_deleted: true,
+            new_admin: None,
+        });
+    }
+    let new_admin = db::members::ensure_admin(&mut *tx, chat_id).await?;
+    db::chats::touch(&mut *tx, chat_id).await?;
+    Ok(Removal {
+        chat_deleted: false,
+        new_admin,
+    })
+}
+
+/// An admin removes a member, or a member leaves. The last admin to leave hands admin to the
+/// longest-standing member; the last member to leave deletes the chat.
+#[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id, member_id = member_id))]
+pub async fn remove_member(
+    db: &PgPool,
+    caller: Caller,
+    chat_id: i64,
+    member_id: i64,
+) -> Result<Outcome<()>> {
+    let member = Member::load(db, chat_id, caller.id).await?;
+    if member_id != caller.id {
+        member.require_admin("only the group's admins can remove other members")?;
+    } else if !member.is_group {
+        return Err(Error::conflict(
+            "direct_chat",
+            "a direct chat's members are fixed; delete the chat instead",
+        ));
+    }
+    // The removed member hears of it too, so the audience is found before the removal.
+    let audience = db::connections::for_chat(db, chat_id).await?;
+    let mut tx = db.begin().await?;
+    let removal = leave_group(&mut tx, chat_id, member_id).await?;
+    tx.commit().await?;
+    tracing::info!(
+        chat_id,
+        member_id,
+        chat_deleted = removal.chat_deleted,
+        "member removed"
+    );
+    // A connection scoped to a chat its user has left has nothing more to receive.
+    let scoped = db::connections::scoped(db, member_id, chat_id).await?;
+    Ok(Outcome::quiet(())
+        .notify(
+            Audience::Connections(audience),
+            removal.event(chat_id, member_id),
+        )
+        .close(scoped))
+}

@@ -1,0 +1,145 @@
+//! Profiles: search, read, change, and delete one's own account.
+
+use sqlx::PgPool;
+
+use crate::auth::password;
+use crate::db;
+use crate::db::users::ProfileChange;
+use crate::domain::{Caller, DisplayName, Email, Page, Password, Username};
+use crate::error::{Checks, Error, Result};
+use crate::service::chats::{Removal, leave_group};
+use crate::service::{Audience, Outcome};
+use crate::views::{ProfileUpdate, UserView};
+
+pub(crate) fn user_not_found() -> Error {
+    Error::NotFound("user not found")
+}
+
+/// 404 for an absent user, then 403 unless it is the caller: the order the API answers in.
+pub(crate) async fn require_self(
+    db: &PgPool,
+    caller: Caller,
+    user_id: i64,
+    what: &'static str,
+) -> Result<()> {
+    if db::users::find(db, user_id).await?.is_none() {
+        return Err(user_not_found());
+    }
+    if caller.id != user_id {
+        return Err(Error::Forbidden("not_yourself", what));
+    }
+    Ok(())
+}
+
+/// A page of users by id, optionally those whose username starts with `q`.
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    db: &PgPool,
+    q: Option<&str>,
+    page: Page,
+) -> Result<(Vec<UserView>, Option<String>)> {
+    let q = q.map(str::trim).filter(|q| !q.is_empty());
+    if q.is_some_and(|q| q.chars().count() > 32 || q.contains('\0')) {
+        return Err(Error::validation(
+            "q",
+            "must be at most 32 characters, without NUL",
+        ));
+    }
+    let rows = db::users::list(db, q, page.after, page.skip, page.limit).await?;
+    let next = page.next(rows.len(), rows.last().map(|r| r.id));
+    Ok((rows.into_iter().map(UserView::public).collect(), next))
+}
+
+/// One user's profile; the caller's own includes the email.
+#[tracing::instrument(skip_all, fields(caller = caller.id, user_id = user_id))]
+pub async fn find(db: &PgPool, caller: Caller, user_id: i64) -> Result<UserView> {
+    let row = db::users::find(db, user_id)
+        .await?
+        .ok_or_else(user_not_found)?;
+    Ok(if user_id == caller.id {
+        UserView::own(row)
+    } else {
+        UserView::public(row)
+    })
+}
+
+/// Changes one's own profile. A new password needs the current one and ends every other
+/// session.
+#[tracing::instrument(skip_all, fields(caller = caller.id, user_id = user_id))]
+pub async fn update(
+    db: &PgPool,
+    caller: Caller,
+    user_id: i64,
+    body: ProfileUpdate,
+) -> Result<UserView> {
+    require_self(db, caller, user_id, "you can only change your own profile").await?;
+    let mut checks = Checks::new();
+    let username = checks.check_some(body.username.map(Username::parse));
+    let email = checks.check_some(body.email.map(Email::parse));
+    let display_name = checks.check_some(body.display_name.map(DisplayName::parse));
+    let new_password = checks.check_some(body.password.map(Password::parse));
+    if new_password.is_some() && body.current_password.is_none() {
+        checks.fail(Error::validation(
+            "current_password",
+            "is required to change the password",
+        ));
+    }
+    checks.finish()?;
+    let new_hash = match (&new_password, body.current_password) {
+        (Some(new_password), Some(current)) => {
+            let stored = db::users::password_hash(db, user_id).await?;
+            if !password::verify(current, stored).await? {
+                return Err(Error::Forbidden(
+                    "wrong_password",
+                    "the current password is not correct",
+                ));
+            }
+            Some(password::hash(new_password).await?)
+        }
+        _ => None,
+    };
+    let mut tx = db.begin().await?;
+    let change = ProfileChange {
+        username: username.as_ref().map(Username::as_str),
+        email: email.as_ref().map(Email::as_str),
+        display_name: display_name.as_ref().map(DisplayName::as_str),
+        password_hash: new_hash.as_deref(),
+    };
+    let row = db::users::update(&mut *tx, user_id, change)
+        .await?
+        .ok_or_else(user_not_found)?;
+    if new_hash.is_some() {
+        db::refresh_tokens::revoke_user_except(&mut *tx, user_id, caller.session).await?;
+    }
+    tx.commit().await?;
+    Ok(UserView::own(row))
+}
+
+/// Deletes one's own account. Sessions, connections and memberships go; messages stay, shown
+/// as from a deleted account. Groups are left the way a member leaves them: where the account
+/// was the last admin, admin passes on (and the events name the new admin); groups it was
+/// alone in go.
+#[tracing::instrument(skip_all, fields(caller = caller.id, user_id = user_id))]
+pub async fn delete(db: &PgPool, caller: Caller, user_id: i64) -> Result<Outcome<()>> {
+    require_self(db, caller, user_id, "you can only delete your own account").await?;
+    let connections = db::connections::of_user(db, user_id).await?;
+    let chats = db::members::chats_of(db, user_id).await?;
+    let mut tx = db.begin().await?;
+    let mut removals = Vec::new();
+    for chat_id in db::members::groups_where_sole_admin(&mut *tx, user_id).await? {
+        removals.push((chat_id, leave_group(&mut tx, chat_id, user_id).await?));
+    }
+    db::chats::delete_groups_only_member(&mut *tx, user_id).await?;
+    db::users::delete(&mut *tx, user_id).await?;
+    tx.commit().await?;
+    tracing::info!(user_id, "account deleted");
+    let mut outcome = Outcome::quiet(()).close(connections);
+    for chat_id in chats {
+        let removal = removals
+            .iter()
+            .find(|(id, _)| *id == chat_id)
+            .map_or_else(Removal::default, |(_, r)| *r);
+        outcome = outcome.notify(Audience::Chat(chat_id), removal.event(chat_id, user_id));
+    }
+    Ok(outcome)
+}
