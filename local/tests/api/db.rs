@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use blockchat::db;
 use blockchat::db::messages::{MessageRow, Sent};
+use blockchat::domain::Role;
 use sqlx::PgPool;
 use tokio::sync::Barrier;
 
@@ -27,11 +28,11 @@ async fn group(pool: &PgPool, owner: i64, members: &[i64]) -> i64 {
         .await
         .expect("insert chat")
         .id;
-    db::members::add(pool, chat, &[owner], "admin")
+    db::members::add(pool, chat, &[owner], Role::Admin)
         .await
         .expect("add admin");
     for member in members {
-        db::members::add(pool, chat, &[*member], "member")
+        db::members::add(pool, chat, &[*member], Role::Member)
             .await
             .expect("add member");
     }
@@ -305,7 +306,7 @@ async fn a_read_cursor_moves_forward_only_and_never_past_the_newest_message() {
 
     // A member who joins later has read what came before.
     let carol = user(pool, "carol").await;
-    db::members::add(pool, chat, &[carol], "member")
+    db::members::add(pool, chat, &[carol], Role::Member)
         .await
         .expect("add");
     assert_eq!(cursor(carol).await.last_read_seq, 3);

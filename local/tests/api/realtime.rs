@@ -587,7 +587,6 @@ async fn when_the_admin_leaves_member_removed_names_the_new_admin() {
 
 /// As when the admin leaves: deleting the account hands the role over the same way.
 #[tokio::test]
-#[ignore = "fixed by the service layer"]
 async fn when_the_admin_deletes_their_account_member_removed_names_the_new_admin() {
     the_admin_goes_and_member_removed_names_the_new_admin(|_, alice| format!("/api/users/{alice}"))
         .await;
