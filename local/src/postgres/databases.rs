@@ -1,4 +1,8 @@
 //! Databases inside a cluster: create (as a copy of a template), drop, list, migrate.
+//!
+//! These statements stay checked at run time, not by `sqlx::query!`: they administer whatever
+//! cluster they are given (its catalog, not the product's schema), and `CREATE`/`DROP DATABASE`
+//! take identifiers, which cannot be bind parameters (they are quoted with [`quote_ident`]).
 
 use sqlx::PgConnection;
 use sqlx::postgres::PgPool;

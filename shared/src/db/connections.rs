@@ -61,11 +61,6 @@ pub async fn delete(db: impl PgExecutor<'_>, connection_id: &str) -> Result<Opti
     Ok(row.map(|row| (row.user_id, row.last)))
 }
 
-/// The connections that see the events of chat `$1`, as a subquery of the send's statement.
-pub(crate) const CHAT_AUDIENCE: &str = "SELECT wc.connection_id FROM chat_members cm \
-     JOIN ws_connections wc ON wc.user_id = cm.user_id \
-     WHERE cm.chat_id = $1 AND (wc.chat_id IS NULL OR wc.chat_id = $1)";
-
 /// Connections that see a chat's events: members' unscoped connections and those scoped to it.
 /// The send's statement (`messages::insert`) lists the same audience in a subquery of its own.
 pub async fn for_chat(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<String>> {

@@ -1,25 +1,25 @@
 //! `chat_members`: who is in a chat, their role, and their read cursor.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 
-use crate::domain::Role;
+use super::users::UserRow;
+use crate::domain::{Role, Status};
 use crate::error::Result;
 
 /// A member with their public profile, for chat views.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct MemberRow {
     pub chat_id: i64,
     pub role: Role,
     pub joined_at: DateTime<Utc>,
     pub last_read_seq: i64,
     pub last_read_at: Option<DateTime<Utc>>,
-    #[sqlx(flatten)]
-    pub user: super::users::UserRow,
+    pub user: UserRow,
 }
 
 /// A member's read cursor.
-#[derive(Clone, Copy, Debug, FromRow)]
+#[derive(Clone, Copy, Debug)]
 pub struct Cursor {
     pub user_id: i64,
     pub last_read_seq: i64,
@@ -28,52 +28,78 @@ pub struct Cursor {
 
 /// The members of each chat in `chat_ids`, oldest member first.
 pub async fn for_chats(db: impl PgExecutor<'_>, chat_ids: &[i64]) -> Result<Vec<MemberRow>> {
-    let sql = format!(
-        "SELECT m.chat_id, m.role, m.joined_at, m.last_read_seq, m.last_read_at, {} \
-         FROM chat_members m JOIN users u ON u.id = m.user_id \
-         WHERE m.chat_id = ANY($1) ORDER BY m.chat_id, m.joined_at, m.user_id",
-        super::users::USER_COLUMNS
-    );
-    Ok(sqlx::query_as(&sql).bind(chat_ids).fetch_all(db).await?)
+    let rows = sqlx::query!(
+        r#"SELECT m.chat_id, m.role AS "role: Role", m.joined_at, m.last_read_seq, m.last_read_at,
+             u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+             CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                  THEN 'offline'
+                  WHEN u.status_choice = 'auto' THEN 'online'
+                  ELSE u.status_choice END AS "status!: Status"
+           FROM chat_members m JOIN users u ON u.id = m.user_id
+           WHERE m.chat_id = ANY($1) ORDER BY m.chat_id, m.joined_at, m.user_id"#,
+        chat_ids,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| MemberRow {
+            chat_id: row.chat_id,
+            role: row.role,
+            joined_at: row.joined_at,
+            last_read_seq: row.last_read_seq,
+            last_read_at: row.last_read_at,
+            user: UserRow {
+                id: row.id,
+                username: row.username,
+                email: row.email,
+                display_name: row.display_name,
+                status: row.status,
+                last_seen: row.last_seen,
+                created_at: row.created_at,
+            },
+        })
+        .collect())
 }
 
 /// Every member's read cursor in one chat.
 pub async fn cursors(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<Cursor>> {
-    Ok(sqlx::query_as(
-        "SELECT user_id, last_read_seq, last_read_at FROM chat_members WHERE chat_id = $1 \
+    Ok(sqlx::query_as!(
+        Cursor,
+        "SELECT user_id, last_read_seq, last_read_at FROM chat_members WHERE chat_id = $1
          ORDER BY user_id",
+        chat_id,
     )
-    .bind(chat_id)
     .fetch_all(db)
     .await?)
 }
 
 pub async fn user_ids(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT user_id FROM chat_members WHERE chat_id = $1")
-            .bind(chat_id)
-            .fetch_all(db)
-            .await?,
+    Ok(sqlx::query_scalar!(
+        "SELECT user_id FROM chat_members WHERE chat_id = $1",
+        chat_id
     )
+    .fetch_all(db)
+    .await?)
 }
 
 /// The chats a user belongs to.
 pub async fn chats_of(db: impl PgExecutor<'_>, user_id: i64) -> Result<Vec<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT chat_id FROM chat_members WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_all(db)
-            .await?,
+    Ok(sqlx::query_scalar!(
+        "SELECT chat_id FROM chat_members WHERE user_id = $1",
+        user_id
     )
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn count(db: impl PgExecutor<'_>, chat_id: i64) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM chat_members WHERE chat_id = $1")
-            .bind(chat_id)
-            .fetch_one(db)
-            .await?,
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM chat_members WHERE chat_id = $1"#,
+        chat_id,
     )
+    .fetch_one(db)
+    .await?)
 }
 
 /// Adds the users that are not members yet; returns those added. New members start with every
@@ -84,53 +110,57 @@ pub async fn add(
     user_ids: &[i64],
     role: Role,
 ) -> Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO chat_members (chat_id, user_id, role, last_read_seq) \
-         SELECT $1, u, $3, (SELECT last_seq FROM chats WHERE id = $1) FROM unnest($2::bigint[]) AS u \
+    Ok(sqlx::query_scalar!(
+        "INSERT INTO chat_members (chat_id, user_id, role, last_read_seq)
+         SELECT $1, u, $3, (SELECT last_seq FROM chats WHERE id = $1)
+         FROM unnest($2::bigint[]) AS u
          ON CONFLICT (chat_id, user_id) DO NOTHING RETURNING user_id",
+        chat_id,
+        user_ids,
+        role.as_str(),
     )
-    .bind(chat_id)
-    .bind(user_ids)
-    .bind(role.as_str())
     .fetch_all(db)
     .await?)
 }
 
 /// Removes a member; `false` when they were not one.
 pub async fn remove(db: impl PgExecutor<'_>, chat_id: i64, user_id: i64) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2")
-        .bind(chat_id)
-        .bind(user_id)
-        .execute(db)
-        .await?;
+    let done = sqlx::query!(
+        "DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2",
+        chat_id,
+        user_id,
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// When a group has members but no admin, its longest-standing member becomes admin.
 pub async fn ensure_admin(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "UPDATE chat_members SET role = 'admin' \
-         WHERE chat_id = $1 \
-           AND NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND role = 'admin') \
-           AND user_id = (SELECT user_id FROM chat_members WHERE chat_id = $1 \
-                          ORDER BY joined_at, user_id LIMIT 1) \
+    Ok(sqlx::query_scalar!(
+        "UPDATE chat_members SET role = 'admin'
+         WHERE chat_id = $1
+           AND NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND role = 'admin')
+           AND user_id = (SELECT user_id FROM chat_members WHERE chat_id = $1
+                          ORDER BY joined_at, user_id LIMIT 1)
          RETURNING user_id",
+        chat_id,
     )
-    .bind(chat_id)
     .fetch_optional(db)
     .await?)
 }
 
 /// The group chats in which `user_id` is the only admin and others remain.
 pub async fn groups_where_sole_admin(db: impl PgExecutor<'_>, user_id: i64) -> Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT m.chat_id FROM chat_members m JOIN chats c ON c.id = m.chat_id \
-         WHERE m.user_id = $1 AND m.role = 'admin' AND c.is_group \
-           AND NOT EXISTS (SELECT 1 FROM chat_members a WHERE a.chat_id = m.chat_id \
-                           AND a.role = 'admin' AND a.user_id <> $1) \
-           AND EXISTS (SELECT 1 FROM chat_members o WHERE o.chat_id = m.chat_id AND o.user_id <> $1)",
+    Ok(sqlx::query_scalar!(
+        "SELECT m.chat_id FROM chat_members m JOIN chats c ON c.id = m.chat_id
+         WHERE m.user_id = $1 AND m.role = 'admin' AND c.is_group
+           AND NOT EXISTS (SELECT 1 FROM chat_members a WHERE a.chat_id = m.chat_id
+                           AND a.role = 'admin' AND a.user_id <> $1)
+           AND EXISTS (SELECT 1 FROM chat_members o
+                       WHERE o.chat_id = m.chat_id AND o.user_id <> $1)",
+        user_id,
     )
-    .bind(user_id)
     .fetch_all(db)
     .await?)
 }
@@ -143,19 +173,24 @@ pub async fn mark_read(
     user_id: i64,
     up_to: Option<i64>,
 ) -> Result<Option<(i64, i64, bool)>> {
-    Ok(sqlx::query_as(
-        "WITH c AS (SELECT last_seq FROM chats WHERE id = $1), \
-              old AS (SELECT last_read_seq FROM chat_members WHERE chat_id = $1 AND user_id = $2) \
-         UPDATE chat_members m SET \
-             last_read_seq = GREATEST(m.last_read_seq, LEAST(COALESCE($3, c.last_seq), c.last_seq)), \
-             last_read_at = CASE WHEN LEAST(COALESCE($3, c.last_seq), c.last_seq) > m.last_read_seq \
-                                 THEN now() ELSE m.last_read_at END \
-         FROM c, old WHERE m.chat_id = $1 AND m.user_id = $2 \
-         RETURNING m.last_read_seq, c.last_seq, m.last_read_seq > old.last_read_seq",
+    let row = sqlx::query!(
+        r#"WITH c AS (SELECT last_seq FROM chats WHERE id = $1),
+                old AS (SELECT last_read_seq FROM chat_members
+                        WHERE chat_id = $1 AND user_id = $2)
+           UPDATE chat_members m SET
+               last_read_seq = GREATEST(m.last_read_seq,
+                                        LEAST(COALESCE($3, c.last_seq), c.last_seq)),
+               last_read_at = CASE WHEN LEAST(COALESCE($3, c.last_seq), c.last_seq)
+                                        > m.last_read_seq
+                                   THEN now() ELSE m.last_read_at END
+           FROM c, old WHERE m.chat_id = $1 AND m.user_id = $2
+           RETURNING m.last_read_seq AS "last_read_seq!", c.last_seq AS "last_seq!",
+                     m.last_read_seq > old.last_read_seq AS "moved!""#,
+        chat_id,
+        user_id,
+        up_to,
     )
-    .bind(chat_id)
-    .bind(user_id)
-    .bind(up_to)
     .fetch_optional(db)
-    .await?)
+    .await?;
+    Ok(row.map(|row| (row.last_read_seq, row.last_seq, row.moved)))
 }

@@ -1,12 +1,11 @@
 //! `messages`: per-chat gap-free `seq`, idempotent sends, edits and tombstones.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 
-use crate::db::connections::CHAT_AUDIENCE;
 use crate::error::{Error, Result};
 
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct MessageRow {
     pub id: i64,
     pub chat_id: i64,
@@ -22,16 +21,11 @@ pub struct MessageRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.chat_id, m.seq, m.user_id, u.username, m.content, m.client_id, \
-     m.created_at, m.updated_at, m.edited_at, m.deleted_at";
-
-#[derive(FromRow)]
-struct InsertedRow {
-    #[sqlx(flatten)]
-    row: MessageRow,
-    alone: bool,
-    audience: Vec<String>,
-}
+// Every statement that answers a `MessageRow` selects the same columns, with the author's
+// username joined in (`None` once the account is gone). `sqlx::query_as!` takes one string
+// literal, so the list is written out in each; the compiler checks every copy. The `!`/`?`
+// suffixes state each column's nullability where PostgreSQL cannot tell it through a CTE or
+// an outer join.
 
 /// What a send produced.
 pub enum Sent {
@@ -62,32 +56,52 @@ pub async fn insert(
     content: &str,
     client_id: Option<&str>,
 ) -> Result<Option<Sent>> {
-    let sql = format!(
-        "WITH s AS ( \
-             UPDATE chats SET last_seq = last_seq + 1, last_activity_at = now() \
-             WHERE id = $1 AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2) \
-             RETURNING last_seq), \
-         m AS ( \
-             INSERT INTO messages (chat_id, seq, user_id, content, client_id) \
-             SELECT $1, s.last_seq, $2, $3, $4 FROM s RETURNING *), \
-         r AS ( \
-             UPDATE chat_members SET last_read_seq = (SELECT seq FROM m), last_read_at = now() \
-             WHERE chat_id = $1 AND user_id = $2) \
-         SELECT {MESSAGE_COLUMNS}, \
-             NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id <> $2) AS alone, \
-             ARRAY({CHAT_AUDIENCE}) AS audience \
-         FROM m JOIN users u ON u.id = m.user_id"
-    );
-    let result = sqlx::query_as::<_, InsertedRow>(&sql)
-        .bind(chat_id)
-        .bind(user_id)
-        .bind(content)
-        .bind(client_id)
-        .fetch_optional(db)
-        .await;
+    // The audience is `connections::for_chat`'s query, as a subquery.
+    let result = sqlx::query!(
+        r#"WITH s AS (
+               UPDATE chats SET last_seq = last_seq + 1, last_activity_at = now()
+               WHERE id = $1
+                 AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2)
+               RETURNING last_seq),
+           m AS (
+               INSERT INTO messages (chat_id, seq, user_id, content, client_id)
+               SELECT $1, s.last_seq, $2, $3, $4 FROM s RETURNING *),
+           r AS (
+               UPDATE chat_members SET last_read_seq = (SELECT seq FROM m), last_read_at = now()
+               WHERE chat_id = $1 AND user_id = $2)
+           SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
+               u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
+               m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+               m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?",
+               NOT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id <> $2)
+                   AS "alone!",
+               ARRAY(SELECT wc.connection_id FROM chat_members cm
+                     JOIN ws_connections wc ON wc.user_id = cm.user_id
+                     WHERE cm.chat_id = $1 AND (wc.chat_id IS NULL OR wc.chat_id = $1))
+                   AS "audience!"
+           FROM m JOIN users u ON u.id = m.user_id"#,
+        chat_id,
+        user_id,
+        content,
+        client_id,
+    )
+    .fetch_optional(db)
+    .await;
     match result {
         Ok(inserted) => Ok(inserted.map(|i| Sent::Created {
-            row: i.row,
+            row: MessageRow {
+                id: i.id,
+                chat_id: i.chat_id,
+                seq: i.seq,
+                user_id: i.user_id,
+                username: i.username,
+                content: i.content,
+                client_id: i.client_id,
+                created_at: i.created_at,
+                updated_at: i.updated_at,
+                edited_at: i.edited_at,
+                deleted_at: i.deleted_at,
+            },
             alone: i.alone,
             audience: i.audience,
         })),
@@ -111,17 +125,21 @@ pub async fn find_by_client_id(
     user_id: i64,
     client_id: &str,
 ) -> Result<Option<MessageRow>> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id \
-         WHERE m.chat_id = $1 AND m.user_id = $2 AND m.client_id = $3 \
-           AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2)"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(chat_id)
-        .bind(user_id)
-        .bind(client_id)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as!(
+        MessageRow,
+        r#"SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
+                  u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+                  m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?"
+           FROM messages m LEFT JOIN users u ON u.id = m.user_id
+           WHERE m.chat_id = $1 AND m.user_id = $2 AND m.client_id = $3
+             AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2)"#,
+        chat_id,
+        user_id,
+        client_id,
+    )
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn find(
@@ -129,15 +147,19 @@ pub async fn find(
     chat_id: i64,
     message_id: i64,
 ) -> Result<Option<MessageRow>> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id \
-         WHERE m.chat_id = $1 AND m.id = $2"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(chat_id)
-        .bind(message_id)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as!(
+        MessageRow,
+        r#"SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
+                  u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+                  m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?"
+           FROM messages m LEFT JOIN users u ON u.id = m.user_id
+           WHERE m.chat_id = $1 AND m.id = $2"#,
+        chat_id,
+        message_id,
+    )
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Which way a page of messages runs.
@@ -157,31 +179,63 @@ pub async fn page(
     skip: i64,
     limit: i64,
 ) -> Result<Vec<MessageRow>> {
-    let (filter, direction, bound) = match order {
-        Order::NewestFirst { before } => ("($2::bigint IS NULL OR m.seq < $2)", "DESC", before),
-        Order::OldestFirst { after } => ("m.seq > $2", "ASC", Some(after)),
+    // One statement per direction: each walks the index its own way.
+    let rows = match order {
+        Order::NewestFirst { before } => {
+            sqlx::query_as!(
+                MessageRow,
+                r#"SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
+                  u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+                  m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?"
+                   FROM messages m LEFT JOIN users u ON u.id = m.user_id
+                   WHERE m.chat_id = $1 AND ($2::bigint IS NULL OR m.seq < $2)
+                   ORDER BY m.seq DESC OFFSET $3 LIMIT $4"#,
+                chat_id,
+                before,
+                skip,
+                limit,
+            )
+            .fetch_all(db)
+            .await?
+        }
+        Order::OldestFirst { after } => {
+            sqlx::query_as!(
+                MessageRow,
+                r#"SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
+                  u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+                  m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?"
+                   FROM messages m LEFT JOIN users u ON u.id = m.user_id
+                   WHERE m.chat_id = $1 AND m.seq > $2
+                   ORDER BY m.seq ASC OFFSET $3 LIMIT $4"#,
+                chat_id,
+                after,
+                skip,
+                limit,
+            )
+            .fetch_all(db)
+            .await?
+        }
     };
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN users u ON u.id = m.user_id \
-         WHERE m.chat_id = $1 AND {filter} ORDER BY m.seq {direction} OFFSET $3 LIMIT $4"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(chat_id)
-        .bind(bound)
-        .bind(skip)
-        .bind(limit)
-        .fetch_all(db)
-        .await?)
+    Ok(rows)
 }
 
 /// The newest message of each chat, found through `chats.last_seq`.
 pub async fn latest_of(db: impl PgExecutor<'_>, chat_ids: &[i64]) -> Result<Vec<MessageRow>> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM chats c \
-         JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq \
-         LEFT JOIN users u ON u.id = m.user_id WHERE c.id = ANY($1)"
-    );
-    Ok(sqlx::query_as(&sql).bind(chat_ids).fetch_all(db).await?)
+    Ok(sqlx::query_as!(
+        MessageRow,
+        r#"SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
+                  u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+                  m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?"
+           FROM chats c
+           JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+           LEFT JOIN users u ON u.id = m.user_id WHERE c.id = ANY($1)"#,
+        chat_ids,
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// Replaces the content of a live message.
@@ -190,27 +244,35 @@ pub async fn edit(
     message_id: i64,
     content: &str,
 ) -> Result<Option<MessageRow>> {
-    let sql = format!(
-        "WITH m AS (UPDATE messages SET content = $2, edited_at = now(), updated_at = now() \
-                    WHERE id = $1 AND deleted_at IS NULL RETURNING *) \
-         SELECT {MESSAGE_COLUMNS} FROM m LEFT JOIN users u ON u.id = m.user_id"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(message_id)
-        .bind(content)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as!(
+        MessageRow,
+        r#"WITH m AS (UPDATE messages SET content = $2, edited_at = now(), updated_at = now()
+                      WHERE id = $1 AND deleted_at IS NULL RETURNING *)
+           SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
+                  u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+                  m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?"
+           FROM m LEFT JOIN users u ON u.id = m.user_id"#,
+        message_id,
+        content,
+    )
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Leaves a tombstone: the row and its `seq` stay, the content goes.
 pub async fn tombstone(db: impl PgExecutor<'_>, message_id: i64) -> Result<Option<MessageRow>> {
-    let sql = format!(
-        "WITH m AS (UPDATE messages SET content = '', deleted_at = now(), updated_at = now() \
-                    WHERE id = $1 AND deleted_at IS NULL RETURNING *) \
-         SELECT {MESSAGE_COLUMNS} FROM m LEFT JOIN users u ON u.id = m.user_id"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(message_id)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as!(
+        MessageRow,
+        r#"WITH m AS (UPDATE messages SET content = '', deleted_at = now(), updated_at = now()
+                      WHERE id = $1 AND deleted_at IS NULL RETURNING *)
+           SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
+                  u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+                  m.edited_at AS "edited_at?", m.deleted_at AS "deleted_at?"
+           FROM m LEFT JOIN users u ON u.id = m.user_id"#,
+        message_id,
+    )
+    .fetch_optional(db)
+    .await?)
 }

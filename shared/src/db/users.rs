@@ -1,13 +1,13 @@
 //! `users`: accounts, profiles and chosen presence.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 
 use crate::domain::{Status, StatusChoice};
 use crate::error::{Error, OnConstraint, Result};
 
 /// A user as others see them, with presence derived from live connections.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct UserRow {
     pub id: i64,
     pub username: String,
@@ -18,12 +18,16 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// The columns of [`UserRow`]; `status` is `online` only while a connection lives and the user
-/// has not chosen otherwise.
-pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at, \
-    CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id) THEN 'offline' \
-         WHEN u.status_choice = 'auto' THEN 'online' \
-         ELSE u.status_choice END AS status";
+// Every statement that answers a `UserRow` selects the same columns. `status` is `online` only
+// while a connection lives and the user has not chosen otherwise:
+//
+//     u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+//     CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id) THEN 'offline'
+//          WHEN u.status_choice = 'auto' THEN 'online'
+//          ELSE u.status_choice END AS "status!: Status"
+//
+// (`sqlx::query_as!` takes one string literal, so the list is written out in each; the compiler
+// checks every copy against the schema.)
 
 fn taken(e: Result<UserRow, sqlx::Error>) -> Result<UserRow> {
     e.on_constraint("users_username_key", || {
@@ -40,30 +44,43 @@ pub async fn insert(
     email: &str,
     password_hash: &str,
 ) -> Result<UserRow> {
-    let sql = format!(
-        "INSERT INTO users AS u (username, email, password_hash) VALUES ($1, $2, $3) \
-         RETURNING {USER_COLUMNS}"
-    );
     taken(
-        sqlx::query_as(&sql)
-            .bind(username)
-            .bind(email)
-            .bind(password_hash)
-            .fetch_one(db)
-            .await,
+        sqlx::query_as!(
+            UserRow,
+            r#"INSERT INTO users AS u (username, email, password_hash) VALUES ($1, $2, $3)
+               RETURNING u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+                 CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                      THEN 'offline'
+                      WHEN u.status_choice = 'auto' THEN 'online'
+                      ELSE u.status_choice END AS "status!: Status""#,
+            username,
+            email,
+            password_hash,
+        )
+        .fetch_one(db)
+        .await,
     )
 }
 
 pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<UserRow>> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
-    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(db).await?)
+    Ok(sqlx::query_as!(
+        UserRow,
+        r#"SELECT u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+             CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                  THEN 'offline'
+                  WHEN u.status_choice = 'auto' THEN 'online'
+                  ELSE u.status_choice END AS "status!: Status"
+           FROM users u WHERE u.id = $1"#,
+        id,
+    )
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Which of `ids` exist, for validating member lists.
 pub async fn existing_ids(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<i64>> {
     Ok(
-        sqlx::query_scalar("SELECT id FROM users WHERE id = ANY($1)")
-            .bind(ids)
+        sqlx::query_scalar!("SELECT id FROM users WHERE id = ANY($1)", ids)
             .fetch_all(db)
             .await?,
     )
@@ -77,36 +94,41 @@ pub async fn list(
     skip: i64,
     limit: i64,
 ) -> Result<Vec<UserRow>> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users u \
-         WHERE ($1::text IS NULL OR lower(u.username) LIKE lower($1) ESCAPE '\\') \
-           AND ($2::bigint IS NULL OR u.id > $2) \
-         ORDER BY u.id OFFSET $3 LIMIT $4"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(prefix.map(super::like_prefix))
-        .bind(after_id)
-        .bind(skip)
-        .bind(limit)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as!(
+        UserRow,
+        r#"SELECT u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+             CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                  THEN 'offline'
+                  WHEN u.status_choice = 'auto' THEN 'online'
+                  ELSE u.status_choice END AS "status!: Status"
+           FROM users u
+           WHERE ($1::text IS NULL OR lower(u.username) LIKE lower($1) ESCAPE '\')
+             AND ($2::bigint IS NULL OR u.id > $2)
+           ORDER BY u.id OFFSET $3 LIMIT $4"#,
+        prefix.map(super::like_prefix),
+        after_id,
+        skip,
+        limit,
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// The account a login names, by username or email, ignoring case: `(id, password_hash)`.
 pub async fn credentials(db: impl PgExecutor<'_>, login: &str) -> Result<Option<(i64, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT id, password_hash FROM users \
+    let row = sqlx::query!(
+        "SELECT id, password_hash FROM users
          WHERE lower(username) = lower($1) OR lower(email) = lower($1) LIMIT 1",
+        login,
     )
-    .bind(login)
     .fetch_optional(db)
-    .await?)
+    .await?;
+    Ok(row.map(|row| (row.id, row.password_hash)))
 }
 
 pub async fn password_hash(db: impl PgExecutor<'_>, id: i64) -> Result<Option<String>> {
     Ok(
-        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-            .bind(id)
+        sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", id)
             .fetch_optional(db)
             .await?,
     )
@@ -126,23 +148,28 @@ pub async fn update(
     id: i64,
     change: ProfileChange<'_>,
 ) -> Result<Option<UserRow>> {
-    let sql = format!(
-        "UPDATE users AS u SET \
-            username = COALESCE($2, u.username), \
-            email = COALESCE($3, u.email), \
-            display_name = COALESCE($4, u.display_name), \
-            password_hash = COALESCE($5, u.password_hash), \
-            updated_at = now() \
-         WHERE u.id = $1 RETURNING {USER_COLUMNS}"
-    );
-    let result = sqlx::query_as(&sql)
-        .bind(id)
-        .bind(change.username)
-        .bind(change.email)
-        .bind(change.display_name)
-        .bind(change.password_hash)
-        .fetch_optional(db)
-        .await;
+    let result = sqlx::query_as!(
+        UserRow,
+        r#"UPDATE users AS u SET
+              username = COALESCE($2, u.username),
+              email = COALESCE($3, u.email),
+              display_name = COALESCE($4, u.display_name),
+              password_hash = COALESCE($5, u.password_hash),
+              updated_at = now()
+           WHERE u.id = $1
+           RETURNING u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+             CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                  THEN 'offline'
+                  WHEN u.status_choice = 'auto' THEN 'online'
+                  ELSE u.status_choice END AS "status!: Status""#,
+        id,
+        change.username,
+        change.email,
+        change.display_name,
+        change.password_hash,
+    )
+    .fetch_optional(db)
+    .await;
     match result {
         Ok(row) => Ok(row),
         Err(e) => taken(Err(e)).map(Some),
@@ -155,20 +182,23 @@ pub async fn set_status_choice(
     id: i64,
     choice: StatusChoice,
 ) -> Result<Option<UserRow>> {
-    let sql = format!(
-        "UPDATE users AS u SET status_choice = $2, updated_at = now() WHERE u.id = $1 \
-         RETURNING {USER_COLUMNS}"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(id)
-        .bind(choice.as_str())
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as!(
+        UserRow,
+        r#"UPDATE users AS u SET status_choice = $2, updated_at = now() WHERE u.id = $1
+           RETURNING u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+             CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                  THEN 'offline'
+                  WHEN u.status_choice = 'auto' THEN 'online'
+                  ELSE u.status_choice END AS "status!: Status""#,
+        id,
+        choice.as_str(),
+    )
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn touch_last_seen(db: impl PgExecutor<'_>, id: i64) -> Result<()> {
-    sqlx::query("UPDATE users SET last_seen = now() WHERE id = $1")
-        .bind(id)
+    sqlx::query!("UPDATE users SET last_seen = now() WHERE id = $1", id)
         .execute(db)
         .await?;
     Ok(())
@@ -177,8 +207,7 @@ pub async fn touch_last_seen(db: impl PgExecutor<'_>, id: i64) -> Result<()> {
 /// Deletes the account; sessions, connections and memberships cascade, messages keep a NULL
 /// author.
 pub async fn delete(db: impl PgExecutor<'_>, id: i64) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(id)
+    let done = sqlx::query!("DELETE FROM users WHERE id = $1", id)
         .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
