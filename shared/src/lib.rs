@@ -14,6 +14,8 @@ pub mod extract;
 pub mod http;
 pub mod openapi;
 pub mod realtime;
+#[cfg(feature = "seed")]
+pub mod seed;
 pub mod state;
 pub mod telemetry;
 
