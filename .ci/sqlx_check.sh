@@ -14,4 +14,4 @@ trap 'stop_gateway || true; rm -f "$log"' EXIT
 cargo build -q -p blockchat-local
 start_gateway "$log" -- --http 127.0.0.1:0 --ws 127.0.0.1:0
 url=$(gateway_line "$log" "Database URL ")
-DATABASE_URL="$url" cargo sqlx prepare --workspace --check -- --all-targets
+DATABASE_URL="$url" cargo sqlx prepare --workspace --check -- --all-targets --workspace

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use blockchat::db;
+use blockchat::domain::Role;
 use futures::StreamExt;
 use http::StatusCode;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -21,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::Bench;
 use crate::cpu::Usage;
-use crate::load::spread_ms;
+use crate::load::{Spread, spread_ms};
 
 /// The size of the group.
 pub const MEMBERS: usize = 1_000;
@@ -55,28 +56,39 @@ pub struct FanOut {
 }
 
 impl FanOut {
-    pub fn http_ms(&self) -> (f64, f64) {
+    pub fn http_ms(&self) -> Spread {
         spread_ms(&self.http)
     }
-    pub fn direct_ms(&self) -> (f64, f64) {
+    pub fn direct_ms(&self) -> Spread {
         spread_ms(&self.direct)
     }
-    pub fn answered_ms(&self) -> (f64, f64) {
+    pub fn answered_ms(&self) -> Spread {
         spread_ms(&self.answered)
     }
 
-    /// Median CPU per round in ms: (gateway, load generator, PostgreSQL).
-    pub fn cpu_ms(rounds: &[Usage]) -> (f64, f64, Option<f64>) {
+    /// Median CPU per round, by component.
+    pub fn cpu_ms(rounds: &[Usage]) -> RoundCpu {
         let pick = |f: &dyn Fn(&Usage) -> f64| {
             crate::load::median(&rounds.iter().map(f).collect::<Vec<_>>())
         };
         let postgres = rounds.iter().all(|u| u.postgres.is_some());
-        (
-            pick(&|u| u.gateway.as_secs_f64() * 1000.0),
-            pick(&|u| u.client.as_secs_f64() * 1000.0),
-            postgres.then(|| pick(&|u| u.postgres.unwrap_or_default().as_secs_f64() * 1000.0)),
-        )
+        RoundCpu {
+            gateway_ms: pick(&|u| u.gateway.as_secs_f64() * 1000.0),
+            client_ms: pick(&|u| u.client.as_secs_f64() * 1000.0),
+            postgres_ms: postgres
+                .then(|| pick(&|u| u.postgres.unwrap_or_default().as_secs_f64() * 1000.0)),
+        }
     }
+}
+
+/// CPU over one fan-out round, in ms.
+#[derive(Clone, Copy, Debug)]
+pub struct RoundCpu {
+    pub gateway_ms: f64,
+    /// The members' sockets and the load generator (or the poster).
+    pub client_ms: f64,
+    /// `None` when PostgreSQL is not ours to meter.
+    pub postgres_ms: Option<f64>,
 }
 
 struct Members {
@@ -96,11 +108,7 @@ pub async fn run(bench: &Bench, rounds: usize) -> anyhow::Result<FanOut> {
     // Joining after connecting: a member who connects announces their presence to everyone they
     // share a chat with, and 1,000 members joining one by one would announce half a million times.
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-    sqlx::query("INSERT INTO chat_members (chat_id, user_id) SELECT $1, unnest($2::bigint[])")
-        .bind(chat)
-        .bind(&ids)
-        .execute(&bench.pool)
-        .await?;
+    db::members::add(&bench.pool, chat, &ids, Role::Member).await?;
     let connections = db::connections::for_chat(&bench.pool, chat).await?;
     ensure!(
         connections.len() == users.len(),
@@ -112,10 +120,7 @@ pub async fn run(bench: &Bench, rounds: usize) -> anyhow::Result<FanOut> {
     let result = rounds_of(bench, &mut members, &connections, rounds).await;
 
     // Gone first, so that the members leaving announce it to nobody.
-    sqlx::query("DELETE FROM chats WHERE id = $1")
-        .bind(chat)
-        .execute(&bench.pool)
-        .await?;
+    db::chats::delete(&bench.pool, chat).await?;
     let _ = members.stop.send(true);
     for reader in members.readers {
         if tokio::time::timeout(Duration::from_secs(10), reader)

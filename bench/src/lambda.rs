@@ -242,14 +242,7 @@ impl Setup {
         let user = &bench.seeded.lambda_user;
         let chat = bench.seeded.lambda_chat;
         let token = bench.token(user.id)?;
-        sqlx::query(
-            "INSERT INTO ws_connections (connection_id, user_id) VALUES ($1, $2) \
-             ON CONFLICT (connection_id) DO NOTHING",
-        )
-        .bind(CONNECTION_ID)
-        .bind(user.id)
-        .execute(&bench.pool)
-        .await?;
+        blockchat::db::connections::insert(&bench.pool, CONNECTION_ID, user.id, None).await?;
         let mut events = Vec::new();
         for function in FUNCTIONS {
             let event = match function {
@@ -479,9 +472,16 @@ pub fn binary_size(bin_dir: &std::path::Path, function: &str) -> Option<u64> {
         .map(|m| m.len())
 }
 
+/// One section of an ELF file.
+#[derive(Clone, Debug)]
+pub struct Section {
+    pub name: String,
+    pub size: u64,
+}
+
 /// The sizes of an ELF file's largest sections (`.text`, `.rodata`, unwind tables …), to say
 /// what a binary's bytes are.
-pub fn sections(path: &std::path::Path) -> Option<Vec<(String, u64)>> {
+pub fn sections(path: &std::path::Path) -> Option<Vec<Section>> {
     let elf = std::fs::read(path).ok()?;
     let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
     let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
@@ -501,14 +501,25 @@ pub fn sections(path: &std::path::Path) -> Option<Vec<(String, u64)>> {
         let name_at = names_at + usize::try_from(u32_at(header(i))?).ok()?;
         let name = elf.get(name_at..)?.split(|b| *b == 0).next()?;
         let size = u64_at(header(i) + 0x20)?;
-        sections.push((String::from_utf8_lossy(name).into_owned(), size));
+        sections.push(Section {
+            name: String::from_utf8_lossy(name).into_owned(),
+            size,
+        });
     }
-    sections.sort_by_key(|s| std::cmp::Reverse(s.1));
+    sections.sort_by_key(|s| std::cmp::Reverse(s.size));
     Some(sections)
 }
 
+/// A function's `bootstrap` as `sam build` left it.
+#[derive(Clone, Debug)]
+pub struct SamBootstrap {
+    pub function: String,
+    pub size: u64,
+    pub built: std::time::SystemTime,
+}
+
 /// Sizes of the `bootstrap` files of a `sam build`, by function, when there is one.
-pub fn sam_sizes(workspace: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)> {
+pub fn sam_sizes(workspace: &std::path::Path) -> Vec<SamBootstrap> {
     let Ok(entries) = std::fs::read_dir(workspace.join(".aws-sam/build")) else {
         return Vec::new();
     };
@@ -520,7 +531,11 @@ pub fn sam_sizes(workspace: &std::path::Path) -> Vec<(String, u64, std::time::Sy
         };
         if let Ok(meta) = std::fs::metadata(entry.path().join("bootstrap")) {
             let built = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-            sizes.push((function.to_lowercase(), meta.len(), built));
+            sizes.push(SamBootstrap {
+                function: function.to_lowercase(),
+                size: meta.len(),
+                built,
+            });
         }
     }
     sizes

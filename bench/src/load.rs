@@ -232,17 +232,31 @@ where
     Ok((Summary::of(&a, cores), Summary::of(&b, cores)))
 }
 
+/// The p50 and p99 of a handful of one-off timings, in ms.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    pub p50: f64,
+    /// Nearest rank: with few samples, the slowest.
+    pub p99: f64,
+}
+
 /// The p50 and p99 of a handful of one-off timings (fan-out rounds, cold starts), in ms.
-pub fn spread_ms(values: &[Duration]) -> (f64, f64) {
+pub fn spread_ms(values: &[Duration]) -> Spread {
     let mut ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
     if ms.is_empty() {
-        return (f64::NAN, f64::NAN);
+        return Spread {
+            p50: f64::NAN,
+            p99: f64::NAN,
+        };
     }
     let at = |q: f64| {
         // Nearest rank: with few samples the p99 is the slowest one, never an interpolation.
         let rank = (q * ms.len() as f64).ceil().max(1.0) as usize;
         ms[rank.min(ms.len()) - 1]
     };
-    (median(&ms), at(0.99))
+    Spread {
+        p50: median(&ms),
+        p99: at(0.99),
+    }
 }

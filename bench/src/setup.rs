@@ -1,15 +1,18 @@
 //! The databases the benchmark runs on, and what it seeds them with.
 //!
-//! Everything is made in SQL, straight: a million messages through the API would take longer
-//! than the whole benchmark. The seed keeps the schema's own rules: `seq` gap-free per chat and
-//! `chats.last_seq` equal to the newest `seq`.
+//! Everything is made by the library's bulk seeding (`blockchat::seed`): a million messages
+//! through the API would take longer than the whole benchmark. The seed keeps the schema's own
+//! rules (`seq` gap-free per chat, `chats.last_seq` equal to the newest `seq`), and the benchmark
+//! checks them before it measures.
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use blockchat::auth::password;
+use blockchat::db;
 use blockchat::domain::Password;
+use blockchat::seed::{self, Interleaved};
 use blockchat_local::postgres::{self, Cluster, ClusterOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
@@ -131,11 +134,7 @@ pub struct Sizes {
 }
 
 /// A user the benchmark acts as.
-#[derive(Clone, Debug)]
-pub struct User {
-    pub id: i64,
-    pub username: String,
-}
+pub use blockchat::seed::User;
 
 /// What the main database holds.
 #[derive(Clone, Debug)]
@@ -165,195 +164,69 @@ pub async fn password_hash() -> anyhow::Result<String> {
     Ok(password::hash(&password).await?)
 }
 
-async fn users(pool: &PgPool, prefix: &str, count: usize, hash: &str) -> anyhow::Result<Vec<User>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "INSERT INTO users (username, email, password_hash) \
-         SELECT $1 || g, $1 || g || '@bench.invalid', $3 FROM generate_series(1, $2) g \
-         RETURNING id, username",
-    )
-    .bind(prefix)
-    .bind(i64::try_from(count)?)
-    .bind(hash)
-    .fetch_all(pool)
-    .await?;
-    let mut users: Vec<User> = rows
-        .into_iter()
-        .map(|(id, username)| User { id, username })
-        .collect();
-    users.sort_by_key(|u| u.id);
+/// Checks the seeded database against the rules the seed keeps, and then settles it.
+async fn verify_and_settle(pool: &PgPool, messages: i64) -> anyhow::Result<()> {
+    let census = seed::census(pool).await?;
     ensure!(
-        users.len() == count,
-        "created {} of {count} users",
-        users.len()
+        census.chats_out_of_step == 0,
+        "{} seeded chats have gaps in seq",
+        census.chats_out_of_step
     );
-    Ok(users)
-}
-
-async fn group(pool: &PgPool, name: &str, created_by: i64) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO chats (name, is_group, created_by) VALUES ($1, true, $2) RETURNING id",
-    )
-    .bind(name)
-    .bind(created_by)
-    .fetch_one(pool)
-    .await?)
-}
-
-async fn groups(
-    pool: &PgPool,
-    prefix: &str,
-    count: usize,
-    created_by: i64,
-) -> anyhow::Result<Vec<i64>> {
-    let mut ids: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO chats (name, is_group, created_by) \
-         SELECT $1 || g, true, $3 FROM generate_series(1, $2) g RETURNING id",
-    )
-    .bind(prefix)
-    .bind(i64::try_from(count)?)
-    .bind(created_by)
-    .fetch_all(pool)
-    .await?;
-    ids.sort_unstable();
-    Ok(ids)
-}
-
-async fn members(pool: &PgPool, chats: &[i64], users: &[i64]) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO chat_members (chat_id, user_id) \
-         SELECT c, u FROM unnest($1::bigint[]) c, unnest($2::bigint[]) u",
-    )
-    .bind(chats)
-    .bind(users)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Inserts `total` messages by `author`: `big` of them in `big_chat`, the rest spread evenly over
-/// `fillers`. Rows are interleaved as time would interleave them (every `total / big`-th row
-/// belongs to the big chat), so that the big chat's newest rows are not packed together on disk
-/// as a bulk load would pack them.
-async fn messages(
-    pool: &PgPool,
-    big_chat: i64,
-    big: i64,
-    fillers: &[i64],
-    total: i64,
-    author: i64,
-) -> anyhow::Result<()> {
-    let stride = total / big.max(1);
-    if fillers.is_empty() {
-        ensure!(total == big, "rows beyond the big chat need filler chats");
-    } else {
-        ensure!(
-            stride * big == total && stride > 1,
-            "{total} rows cannot interleave a chat of {big}"
-        );
-    }
-    // For row g, not the big chat's: j = g - g/stride - 1 counts the rows before it that are
-    // not, so (j mod fillers, j div fillers + 1) is a gap-free (chat, seq).
-    sqlx::query(
-        "INSERT INTO messages (chat_id, seq, user_id, content, created_at, updated_at) \
-         SELECT CASE WHEN g % $2 = 0 THEN $1 \
-                     ELSE ($3::bigint[])[(1 + (g - g / $2 - 1) % cardinality($3::bigint[]))::int] END, \
-                CASE WHEN g % $2 = 0 THEN g / $2 \
-                     ELSE (g - g / $2 - 1) / cardinality($3::bigint[]) + 1 END, \
-                $5, 'message ' || g || ' ' || md5(g::text), t, t \
-         FROM generate_series(1, $4::bigint) g, \
-              LATERAL (SELECT now() - ($4 - g) * interval '1 second' AS t) ts",
-    )
-    .bind(big_chat)
-    .bind(stride)
-    .bind(fillers)
-    .bind(total)
-    .bind(author)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Sets every chat's counter to its newest message, as sends would have.
-async fn counters(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE chats c SET last_seq = m.last, last_activity_at = now() \
-         FROM (SELECT chat_id, max(seq) AS last FROM messages GROUP BY chat_id) m \
-         WHERE c.id = m.chat_id",
-    )
-    .execute(pool)
-    .await?;
-    let broken: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM chats c WHERE c.last_seq <> \
-             (SELECT count(*) FROM messages m WHERE m.chat_id = c.id)",
-    )
-    .fetch_one(pool)
-    .await?;
-    if broken > 0 {
-        bail!("{broken} seeded chats have gaps in seq");
-    }
-    Ok(())
-}
-
-/// Leaves the tables as a long-running database would have them: statistics current and the
-/// visibility map set, so that no autovacuum starts in the middle of a measurement.
-async fn settle(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::raw_sql("VACUUM (ANALYZE) users, chats, chat_members, messages")
-        .execute(pool)
-        .await?;
+    ensure!(
+        census.cursors_ahead == 0,
+        "{} seeded read cursors are past their chat's newest message",
+        census.cursors_ahead
+    );
+    ensure!(
+        census.messages == messages,
+        "seeded {} messages",
+        census.messages
+    );
+    seed::settle(pool).await?;
     Ok(())
 }
 
 pub async fn seed_main(pool: &PgPool, sizes: Sizes, hash: &str) -> anyhow::Result<Seeded> {
-    let staff = users(pool, "bench_", 2, hash).await?;
+    let staff = seed::users(pool, "bench_", 2, hash).await?;
     let (author, reader) = (staff[0].clone(), staff[1].clone());
-    let senders = users(pool, "sender_", MAX_SEND_CLIENTS, hash).await?;
-    let login_users = users(pool, "login_", LOGIN_USERS, hash).await?;
-    let fanout_users = users(pool, "member_", crate::fanout::MEMBERS, hash).await?;
-    let lambda_user = users(pool, "lambda_", 1, hash).await?.remove(0);
+    let senders = seed::users(pool, "sender_", MAX_SEND_CLIENTS, hash).await?;
+    let login_users = seed::users(pool, "login_", LOGIN_USERS, hash).await?;
+    let fanout_users = seed::users(pool, "member_", crate::fanout::MEMBERS, hash).await?;
+    let lambda_user = seed::users(pool, "lambda_", 1, hash).await?.remove(0);
 
-    let send_chats = groups(pool, "send ", SEND_CHATS, author.id).await?;
+    let send_chats = seed::groups(pool, "send ", SEND_CHATS, author.id).await?;
     let sender_ids: Vec<i64> = senders.iter().map(|u| u.id).collect();
-    members(pool, &send_chats, &sender_ids).await?;
+    seed::members(pool, &send_chats, &sender_ids).await?;
 
-    let big_chat = group(pool, "big", author.id).await?;
-    members(pool, &[big_chat], &[author.id, reader.id]).await?;
+    let big_chat = db::chats::insert_group(pool, "big", author.id).await?.id;
+    seed::members(pool, &[big_chat], &[author.id, reader.id]).await?;
     let filler_count = (sizes.total_messages - sizes.big_chat_messages) / FILLER_CHAT_MESSAGES;
-    let fillers = groups(pool, "filler ", usize::try_from(filler_count)?, author.id).await?;
-    members(pool, &fillers, &[author.id]).await?;
-    messages(
+    let fillers = seed::groups(pool, "filler ", usize::try_from(filler_count)?, author.id).await?;
+    seed::members(pool, &fillers, &[author.id]).await?;
+    seed::interleaved_messages(
         pool,
-        big_chat,
-        sizes.big_chat_messages,
-        &fillers,
-        sizes.total_messages,
-        author.id,
+        Interleaved {
+            chat: big_chat,
+            chat_messages: sizes.big_chat_messages,
+            fillers: &fillers,
+            total: sizes.total_messages,
+            author: author.id,
+        },
     )
     .await?;
 
-    let lambda_chat = group(pool, "lambda", lambda_user.id).await?;
-    members(pool, &[lambda_chat], &[lambda_user.id]).await?;
-    sqlx::query(
-        "INSERT INTO messages (chat_id, seq, user_id, content) \
-         SELECT $1, g, $2, 'message ' || g FROM generate_series(1, $3::bigint) g",
-    )
-    .bind(lambda_chat)
-    .bind(lambda_user.id)
-    .bind(LAMBDA_CHAT_MESSAGES)
-    .execute(pool)
-    .await?;
+    let lambda_chat = db::chats::insert_group(pool, "lambda", lambda_user.id)
+        .await?
+        .id;
+    seed::members(pool, &[lambda_chat], &[lambda_user.id]).await?;
+    seed::chat_with_messages(pool, lambda_chat, lambda_user.id, LAMBDA_CHAT_MESSAGES).await?;
 
     // Its members join only once they are all connected (see `fanout`).
-    let fanout_chat = group(pool, "fan-out", fanout_users[0].id).await?;
+    let fanout_chat = db::chats::insert_group(pool, "fan-out", fanout_users[0].id)
+        .await?
+        .id;
 
-    counters(pool).await?;
-    settle(pool).await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(pool)
-        .await?;
-    ensure!(
-        total == sizes.total_messages + LAMBDA_CHAT_MESSAGES,
-        "seeded {total} messages"
-    );
+    verify_and_settle(pool, sizes.total_messages + LAMBDA_CHAT_MESSAGES).await?;
     Ok(Seeded {
         hash: hash.to_owned(),
         reader,
@@ -369,15 +242,141 @@ pub async fn seed_main(pool: &PgPool, sizes: Sizes, hash: &str) -> anyhow::Resul
 }
 
 pub async fn seed_small(pool: &PgPool, sizes: Sizes, hash: &str) -> anyhow::Result<SeededSmall> {
-    let staff = users(pool, "bench_", 2, hash).await?;
-    let chat = group(pool, "small", staff[0].id).await?;
-    members(pool, &[chat], &[staff[0].id, staff[1].id]).await?;
+    let staff = seed::users(pool, "bench_", 2, hash).await?;
+    let chat = db::chats::insert_group(pool, "small", staff[0].id)
+        .await?
+        .id;
+    seed::members(pool, &[chat], &[staff[0].id, staff[1].id]).await?;
     let n = sizes.small_table_messages;
-    messages(pool, chat, n, &[], n, staff[0].id).await?;
-    counters(pool).await?;
-    settle(pool).await?;
+    seed::interleaved_messages(
+        pool,
+        Interleaved {
+            chat,
+            chat_messages: n,
+            fillers: &[],
+            total: n,
+            author: staff[0].id,
+        },
+    )
+    .await?;
+    verify_and_settle(pool, n).await?;
     Ok(SeededSmall {
         reader: staff[1].clone(),
         chat,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use blockchat::db;
+    use blockchat::db::messages::{Order, Sent};
+    use blockchat::seed::{self, Census, Interleaved};
+    use blockchat_local::postgres::{Cluster, ClusterOptions};
+
+    use super::*;
+
+    const MAIN: &str = "blockchat_bench_test";
+    const SMALL: &str = "blockchat_bench_test_small";
+
+    /// A throwaway cluster of the tests' own, beside the benchmark's data in the target folder.
+    async fn server() -> Server {
+        let dir = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("bench-test-data")))
+            .expect("the test binary is in target/<profile>/deps");
+        let options = ClusterOptions::new(dir.join("postgres"))
+            .ephemeral()
+            .replace_running(true);
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start(options))
+            .await
+            .expect("join")
+            .expect("cannot start PostgreSQL");
+        Server::Embedded(cluster)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn seeding_keeps_seq_gap_free_and_the_product_carries_on_from_it() {
+        let server = server().await;
+        let sizes = Sizes {
+            total_messages: 4_000,
+            big_chat_messages: 1_000,
+            small_table_messages: 100,
+        };
+        let pool = server.fresh_database(MAIN).await.expect("main database");
+        let seeded = seed_main(&pool, sizes, "not-a-hash").await.expect("seed");
+        assert_eq!(
+            seed::census(&pool).await.expect("census"),
+            Census {
+                messages: 4_000 + LAMBDA_CHAT_MESSAGES,
+                chats_out_of_step: 0,
+                cursors_ahead: 0,
+            }
+        );
+        let big = db::chats::find_for_member(&pool, seeded.big_chat, seeded.reader.id)
+            .await
+            .expect("find")
+            .expect("the reader is a member");
+        assert_eq!((big.chat.last_seq, big.last_read_seq), (1_000, 0));
+
+        // The newest page is the big chat's newest seqs, newest first in time too.
+        let page = db::messages::page(
+            &pool,
+            seeded.big_chat,
+            Order::NewestFirst { before: None },
+            0,
+            50,
+        )
+        .await
+        .expect("page");
+        let seqs: Vec<i64> = page.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (951..=1_000).rev().collect::<Vec<_>>());
+        assert!(page.windows(2).all(|w| w[0].created_at > w[1].created_at));
+
+        // A send through the product takes the next seq.
+        let author = page[0].user_id.expect("an author");
+        let sent = db::messages::insert(&pool, seeded.big_chat, author, "after the seed", None)
+            .await
+            .expect("send")
+            .expect("the author is a member");
+        let Sent::Created { row, .. } = sent else {
+            panic!("a fresh send is no duplicate");
+        };
+        assert_eq!(row.seq, 1_001);
+        let census = seed::census(&pool).await.expect("census");
+        assert_eq!((census.chats_out_of_step, census.cursors_ahead), (0, 0));
+
+        // A chat that has messages cannot be seeded again: its seqs would collide.
+        let again =
+            seed::chat_with_messages(&pool, seeded.lambda_chat, seeded.lambda_user.id, 5).await;
+        assert!(matches!(again, Err(seed::Error::Database(_))), "{again:?}");
+        let uneven = seed::interleaved_messages(
+            &pool,
+            Interleaved {
+                chat: seeded.fanout_chat,
+                chat_messages: 3,
+                fillers: &seeded.send_chats,
+                total: 10,
+                author,
+            },
+        )
+        .await;
+        assert!(
+            matches!(uneven, Err(seed::Error::Interleave { .. })),
+            "{uneven:?}"
+        );
+        pool.close().await;
+
+        let pool = server.fresh_database(SMALL).await.expect("small database");
+        let small = seed_small(&pool, sizes, "not-a-hash").await.expect("seed");
+        let chat = db::chats::find_for_member(&pool, small.chat, small.reader.id)
+            .await
+            .expect("find")
+            .expect("the reader is a member");
+        assert_eq!(chat.chat.last_seq, 100);
+        pool.close().await;
+
+        server.drop_database(MAIN).await.expect("drop");
+        server.drop_database(SMALL).await.expect("drop");
+        server.stop().await.expect("stop");
+    }
 }

@@ -22,6 +22,8 @@ pub mod error;
 pub mod http;
 pub mod push;
 pub mod realtime;
+#[cfg(feature = "seed")]
+pub mod seed;
 pub mod service;
 pub mod state;
 pub mod telemetry;
