@@ -6,7 +6,7 @@
 mod page;
 mod text;
 
-pub use page::{ChatCursor, DEFAULT_LIMIT, MAX_LIMIT, Page, limit, skip_of};
+pub use page::{ChatCursor, DEFAULT_LIMIT, MAX_LIMIT, MAX_SKIP, Page, limit, skip_of};
 pub use text::{ChatName, ClientId, DisplayName, Email, MessageBody, Password, Username};
 
 /// Whoever a use case acts for, as an access token proved them.

@@ -20,8 +20,9 @@ pub struct PageQuery {
     pub limit: Option<i64>,
     /// The `X-Next-Cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Items to skip (offset pagination, kept for older clients; prefer `cursor`).
-    #[param(minimum = 0)]
+    /// Items to skip, at most 10,000 (offset pagination, kept for older clients; prefer
+    /// `cursor`).
+    #[param(minimum = 0, maximum = 10000)]
     pub skip: Option<i64>,
 }
 
