@@ -67,6 +67,19 @@ text_enum! {
     Role { Admin = "admin", Member = "member" }
 }
 
+text_enum! {
+    /// Who may add a user to a group (`users.add_to_groups`): anyone, only people who already
+    /// share a chat with them, or nobody.
+    GroupAdds { Everyone = "everyone", Contacts = "contacts", Nobody = "nobody" }
+}
+
+impl Default for GroupAdds {
+    /// The column's default: a new account may be added by anyone.
+    fn default() -> Self {
+        GroupAdds::Everyone
+    }
+}
+
 impl From<Status> for StatusChoice {
     /// Asking to be `online` clears an earlier choice.
     fn from(status: Status) -> Self {
