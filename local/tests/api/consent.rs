@@ -323,3 +323,42 @@ async fn names_with_bidi_controls_or_zero_width_characters_are_422() {
         .await;
     assert_eq!(kept.body["display_name"], "Zoë 🙂", "{}", kept.body);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_blocks_privacy_and_member_pages() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .call(reqwest::Method::GET, "/api/openapi.json", None, None)
+        .await
+        .body;
+    let paths = &doc["paths"];
+    assert!(
+        paths["/api/users/me/blocks"]["get"].is_object(),
+        "blocks list"
+    );
+    assert!(
+        paths["/api/users/{user_id}/block"]["post"].is_object(),
+        "block"
+    );
+    assert!(
+        paths["/api/users/{user_id}/block"]["delete"].is_object(),
+        "unblock"
+    );
+    assert!(
+        paths["/api/chats/{chat_id}/members"]["get"].is_object(),
+        "members"
+    );
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["Problem"]["properties"]["user_ids"].is_object());
+    assert!(schemas["ChatView"]["properties"]["member_count"].is_object());
+    assert!(schemas["UserView"]["properties"]["add_to_groups"].is_object());
+    assert!(schemas["ProfileUpdate"]["properties"]["add_to_groups"].is_object());
+    let member = schemas["MemberView"].to_string();
+    for field in ["role", "joined_at", "UserView"] {
+        assert!(member.contains(field), "MemberView lacks {field}: {member}");
+    }
+    let forbidden = paths["/api/chats"]["post"]["responses"]["403"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(forbidden.contains("not_allowed_to_add"), "{forbidden}");
+}
