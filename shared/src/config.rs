@@ -33,6 +33,15 @@ pub struct Limits {
     pub login_window: Duration,
     /// How many PostToConnection calls one push keeps in flight.
     pub push_concurrency: usize,
+    /// A member's `typing` is forwarded at most once per chat in this interval; the rest are
+    /// dropped.
+    pub typing_interval: Duration,
+    /// Live WebSocket connections per user; opening one more closes the oldest.
+    pub connections_per_user: i64,
+    /// Frames one connection may send per `frame_window`; above it, frames are refused (the
+    /// first with a `rate_limited` error frame).
+    pub frames_per_window: i32,
+    pub frame_window: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +51,10 @@ impl Default for Limits {
             login_failures_per_address: 100,
             login_window: Duration::from_secs(15 * 60),
             push_concurrency: 64,
+            typing_interval: Duration::from_secs(3),
+            connections_per_user: 10,
+            frames_per_window: 100,
+            frame_window: Duration::from_secs(10),
         }
     }
 }
@@ -60,7 +73,8 @@ impl Config {
     /// Required: `DATABASE_URL`, `JWT_SECRET` (at least 32 bytes). Optional: `JWT_ISSUER`,
     /// `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`, `WS_ENDPOINT`,
     /// `DB_MAX_CONNECTIONS`, `LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_ADDRESS`,
-    /// `LOGIN_WINDOW_SECS`, `PUSH_CONCURRENCY`.
+    /// `LOGIN_WINDOW_SECS`, `PUSH_CONCURRENCY`, `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`,
+    /// `WS_FRAMES_PER_WINDOW`, `WS_FRAME_WINDOW_SECS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -102,6 +116,21 @@ impl Config {
             )?),
             push_concurrency: number("PUSH_CONCURRENCY", defaults.push_concurrency as u64)?.max(1)
                 as usize,
+            typing_interval: Duration::from_millis(number(
+                "TYPING_INTERVAL_MS",
+                defaults.typing_interval.as_millis() as u64,
+            )?),
+            connections_per_user: i64::try_from(
+                number("CONNECTIONS_PER_USER", defaults.connections_per_user as u64)?.max(1),
+            )
+            .unwrap_or(i64::MAX),
+            frames_per_window: i32::try_from(
+                number("WS_FRAMES_PER_WINDOW", defaults.frames_per_window as u64)?.max(1),
+            )
+            .unwrap_or(i32::MAX),
+            frame_window: Duration::from_secs(
+                number("WS_FRAME_WINDOW_SECS", defaults.frame_window.as_secs())?.max(1),
+            ),
         };
         Ok(Self {
             database_url,
@@ -176,6 +205,8 @@ mod tests {
         assert_eq!(c.jwt_issuer, "blockchat");
         assert_eq!(c.db_max_connections, 2);
         assert!(c.ws_endpoint.is_none());
+        assert_eq!(c.limits.typing_interval, Duration::from_secs(3));
+        assert_eq!(c.limits.connections_per_user, 10);
     }
 
     #[test]

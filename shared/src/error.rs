@@ -37,6 +37,14 @@ pub enum Error {
     /// 403: visible, but not the caller's to change.
     #[error("{1}")]
     Forbidden(&'static str, &'static str),
+    /// 403: users who do not consent to what the request would do to them (blocks, privacy
+    /// settings); the problem lists their ids in `user_ids`.
+    #[error("{detail}")]
+    Refused {
+        code: &'static str,
+        detail: String,
+        user_ids: Vec<i64>,
+    },
     /// 404: absent, or not visible to the caller.
     #[error("{0}")]
     NotFound(&'static str),
@@ -109,7 +117,7 @@ impl Error {
         match self {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Unauthorized(..) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(..) => StatusCode::FORBIDDEN,
+            Error::Forbidden(..) | Error::Refused { .. } => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict { .. } => StatusCode::CONFLICT,
@@ -124,7 +132,9 @@ impl Error {
     /// The stable, snake_case code that programs match on.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::BadRequest { code, .. } | Error::Conflict { code, .. } => code,
+            Error::BadRequest { code, .. }
+            | Error::Conflict { code, .. }
+            | Error::Refused { code, .. } => code,
             Error::Unauthorized(code, _) | Error::Forbidden(code, _) => code,
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -154,6 +164,10 @@ impl Error {
                 Error::Validation(errors) => Some(errors.clone()),
                 _ => None,
             },
+            user_ids: match self {
+                Error::Refused { user_ids, .. } => Some(user_ids.clone()),
+                _ => None,
+            },
         }
     }
 }
@@ -177,6 +191,9 @@ pub struct Problem {
     /// Present on 422: each field that failed and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// Present on a 403 `blocked` or `not_allowed_to_add`: the users who refuse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_ids: Option<Vec<i64>>,
 }
 
 pub const PROBLEM_JSON: &str = "application/problem+json";

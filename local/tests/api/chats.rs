@@ -929,7 +929,7 @@ async fn chat_and_message_routes_answer_bad_requests_with_problems() {
     for (method, path) in [
         (Method::PATCH, format!("/api/chats/{chat}")),
         (Method::DELETE, "/api/chats".to_owned()),
-        (Method::GET, format!("/api/chats/{chat}/members")),
+        (Method::PUT, format!("/api/chats/{chat}/members")),
         (Method::DELETE, format!("/api/chats/{chat}/messages")),
         (Method::POST, format!("/api/chats/{chat}/messages/read")),
         (

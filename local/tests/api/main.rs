@@ -11,8 +11,10 @@ mod common;
 
 mod auth;
 mod chats;
+mod consent;
 mod db;
 mod gateway;
+mod limits;
 mod messages;
 mod permissions;
 mod realtime;

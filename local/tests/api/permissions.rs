@@ -66,6 +66,13 @@ const CHAT_ROUTES: &[Route] = &[
         Some(r#"{"name": "taken over"}"#),
     ),
     route("delete chat", "DELETE", "/api/chats/{chat}", None),
+    route("list members", "GET", "/api/chats/{chat}/members", None),
+    route(
+        "list members skip",
+        "GET",
+        "/api/chats/{chat}/members?skip=1&limit=1",
+        None,
+    ),
     route(
         "add members",
         "POST",
@@ -174,6 +181,8 @@ const MEMBERS: &[(&str, Who, u16, Option<&str>)] = &[
     ("rename chat", Who::Admin, 200, None),
     ("delete chat", Who::Member, 403, Some("not_admin")),
     ("delete chat", Who::Admin, 204, None),
+    ("list members", Who::OtherMember, 200, None),
+    ("list members skip", Who::Member, 200, None),
     ("add members", Who::Member, 403, Some("not_admin")),
     ("add members", Who::Admin, 200, None),
     (

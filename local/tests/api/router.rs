@@ -252,7 +252,8 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_every_group() {
         ("PATCH", "/api/users/1"),
         ("PATCH", "/api/chats/1"),
         ("DELETE", "/api/chats"),
-        ("GET", "/api/chats/1/members"),
+        ("PUT", "/api/chats/1/members"),
+        ("GET", "/api/users/1/block"),
         ("DELETE", "/api/chats/1/messages"),
         ("POST", "/api/chats/1/messages/read"),
     ] {

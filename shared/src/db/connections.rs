@@ -1,5 +1,7 @@
 //! `ws_connections`: live WebSocket connections, and who should receive what.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
@@ -11,6 +13,8 @@ pub struct ConnectionRow {
     pub user_id: i64,
     pub chat_id: Option<i64>,
     pub connected_at: DateTime<Utc>,
+    /// Frames received in the current window, this one included.
+    pub frames: i32,
 }
 
 /// Stores a connection; answers whether it is the user's first live one.
@@ -35,14 +39,49 @@ pub async fn insert(
     .await?)
 }
 
-pub async fn find(db: impl PgExecutor<'_>, connection_id: &str) -> Result<Option<ConnectionRow>> {
+/// The connection a frame came on, counting the frame: a new window of `window` starts when
+/// the last one is over. Runs for every frame, so the count costs no extra round trip.
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    connection_id: &str,
+    window: Duration,
+) -> Result<Option<ConnectionRow>> {
+    let window_ms = window.as_secs_f64() * 1000.0;
     Ok(sqlx::query_as!(
         ConnectionRow,
-        "UPDATE ws_connections SET last_seen_at = now() WHERE connection_id = $1
-         RETURNING connection_id, user_id, chat_id, connected_at",
+        "UPDATE ws_connections SET last_seen_at = now(),
+             frames = CASE WHEN frames_since <= now() - $2 * interval '1 millisecond'
+                           THEN 1 ELSE frames + 1 END,
+             frames_since = CASE WHEN frames_since <= now() - $2 * interval '1 millisecond'
+                                 THEN now() ELSE frames_since END
+         WHERE connection_id = $1
+         RETURNING connection_id, user_id, chat_id, connected_at, frames",
         connection_id,
+        window_ms,
     )
     .fetch_optional(db)
+    .await?)
+}
+
+/// Keeps the user's `keep` newest connections, `connection_id` (just opened) among them, and
+/// deletes the others; returns those deleted, to close at API Gateway.
+pub async fn evict_oldest(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    connection_id: &str,
+    keep: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar!(
+        "DELETE FROM ws_connections WHERE connection_id IN (
+             SELECT connection_id FROM ws_connections
+             WHERE user_id = $1 AND connection_id <> $2
+             ORDER BY connected_at DESC, last_seen_at DESC OFFSET $3)
+         RETURNING connection_id",
+        user_id,
+        connection_id,
+        (keep - 1).max(0),
+    )
+    .fetch_all(db)
     .await?)
 }
 
@@ -74,7 +113,8 @@ pub async fn for_chat(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<Strin
     .await?)
 }
 
-/// Like [`for_chat`], without the connections of `except_user`.
+/// Like [`for_chat`], without the connections of `except_user` and of the members who blocked
+/// them: the audience of what a member does (typing).
 pub async fn for_chat_except(
     db: impl PgExecutor<'_>,
     chat_id: i64,
@@ -83,7 +123,9 @@ pub async fn for_chat_except(
     Ok(sqlx::query_scalar!(
         "SELECT c.connection_id FROM chat_members m
          JOIN ws_connections c ON c.user_id = m.user_id
-         WHERE m.chat_id = $1 AND m.user_id <> $2 AND (c.chat_id IS NULL OR c.chat_id = $1)",
+         WHERE m.chat_id = $1 AND m.user_id <> $2 AND (c.chat_id IS NULL OR c.chat_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM user_blocks b
+                           WHERE b.blocker_id = m.user_id AND b.blocked_id = $2)",
         chat_id,
         except_user,
     )

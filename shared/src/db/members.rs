@@ -1,5 +1,7 @@
 //! `chat_members`: who is in a chat, their role, and their read cursor.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
@@ -16,6 +18,29 @@ pub struct MemberRow {
     pub last_read_seq: i64,
     pub last_read_at: Option<DateTime<Utc>>,
     pub user: UserRow,
+}
+
+/// A member with their profile, as the statements below answer it.
+macro_rules! member_row {
+    ($row:expr) => {{
+        let row = $row;
+        MemberRow {
+            chat_id: row.chat_id,
+            role: row.role,
+            joined_at: row.joined_at,
+            last_read_seq: row.last_read_seq,
+            last_read_at: row.last_read_at,
+            user: UserRow {
+                id: row.id,
+                username: row.username,
+                email: row.email,
+                display_name: row.display_name,
+                status: row.status,
+                last_seen: row.last_seen,
+                created_at: row.created_at,
+            },
+        }
+    }};
 }
 
 /// A member's read cursor.
@@ -41,25 +66,68 @@ pub async fn for_chats(db: impl PgExecutor<'_>, chat_ids: &[i64]) -> Result<Vec<
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| MemberRow {
-            chat_id: row.chat_id,
-            role: row.role,
-            joined_at: row.joined_at,
-            last_read_seq: row.last_read_seq,
-            last_read_at: row.last_read_at,
-            user: UserRow {
-                id: row.id,
-                username: row.username,
-                email: row.email,
-                display_name: row.display_name,
-                status: row.status,
-                last_seen: row.last_seen,
-                created_at: row.created_at,
-            },
-        })
-        .collect())
+    Ok(rows.into_iter().map(|row| member_row!(row)).collect())
+}
+
+/// A page of the members of each chat in `chat_ids`, longest-standing first: `limit` after
+/// the first `skip` of each. One chat's page for the members route, the first few of many
+/// chats for the chat list's previews, however large the chats.
+pub async fn pages(
+    db: impl PgExecutor<'_>,
+    chat_ids: &[i64],
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<MemberRow>> {
+    let rows = sqlx::query!(
+        r#"SELECT p.chat_id AS "chat_id!", p.role AS "role!: Role", p.joined_at AS "joined_at!",
+             p.last_read_seq AS "last_read_seq!", p.last_read_at, u.id, u.username, u.email,
+             u.display_name, u.last_seen, u.created_at,
+             CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                  THEN 'offline'
+                  WHEN u.status_choice = 'auto' THEN 'online'
+                  ELSE u.status_choice END AS "status!: Status"
+           FROM unnest($1::bigint[]) AS ids (chat_id)
+           CROSS JOIN LATERAL (
+               SELECT m.chat_id, m.user_id, m.role, m.joined_at, m.last_read_seq, m.last_read_at
+               FROM chat_members m WHERE m.chat_id = ids.chat_id
+               ORDER BY m.joined_at, m.user_id OFFSET $2 LIMIT $3) p
+           JOIN users u ON u.id = p.user_id
+           ORDER BY p.chat_id, p.joined_at, p.user_id"#,
+        chat_ids,
+        skip,
+        limit,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|row| member_row!(row)).collect())
+}
+
+/// What the chat list says of each chat's members without listing them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberStats {
+    pub chat_id: i64,
+    pub member_count: i64,
+    /// Every member but its author has read the chat's newest message.
+    pub newest_read: bool,
+}
+
+/// Member counts, and whether the newest message is read by all, of each chat in `chat_ids`.
+pub async fn stats(db: impl PgExecutor<'_>, chat_ids: &[i64]) -> Result<Vec<MemberStats>> {
+    Ok(sqlx::query_as!(
+        MemberStats,
+        r#"SELECT c.id AS chat_id, count(*) AS "member_count!",
+             COALESCE(bool_and(m.last_read_seq >= c.last_seq
+                               OR COALESCE(m.user_id = msg.user_id, false)), true)
+                 AS "newest_read!"
+           FROM chats c
+           JOIN chat_members m ON m.chat_id = c.id
+           LEFT JOIN messages msg ON msg.chat_id = c.id AND msg.seq = c.last_seq
+           WHERE c.id = ANY($1)
+           GROUP BY c.id"#,
+        chat_ids,
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// Every member's read cursor in one chat.
@@ -120,6 +188,31 @@ pub async fn add(
         role.as_str(),
     )
     .fetch_all(db)
+    .await?)
+}
+
+/// Records a member's `typing` unless they had one forwarded within `interval`: `None` for a
+/// non-member, `Some(true)` when this one is to be forwarded, `Some(false)` when it is dropped.
+/// Concurrent frames take turns on the member's row, so one of a burst goes through.
+pub async fn typing(
+    db: impl PgExecutor<'_>,
+    chat_id: i64,
+    user_id: i64,
+    interval: Duration,
+) -> Result<Option<bool>> {
+    Ok(sqlx::query_scalar!(
+        r#"WITH m AS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2),
+                u AS (UPDATE chat_members SET typing_at = now()
+                      WHERE chat_id = $1 AND user_id = $2
+                        AND (typing_at IS NULL
+                             OR typing_at <= now() - $3 * interval '1 millisecond')
+                      RETURNING 1)
+           SELECT EXISTS (SELECT 1 FROM u) AS "forwarded!" FROM m"#,
+        chat_id,
+        user_id,
+        interval.as_secs_f64() * 1000.0,
+    )
+    .fetch_optional(db)
     .await?)
 }
 

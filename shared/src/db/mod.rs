@@ -1,5 +1,6 @@
 //! Every SQL statement of the product, one module per table. All values are bind parameters.
 
+pub mod blocks;
 pub mod chats;
 pub mod connections;
 pub mod login_failures;

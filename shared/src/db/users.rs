@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
-use crate::domain::{Status, StatusChoice};
+use crate::domain::{GroupAdds, Status, StatusChoice};
 use crate::error::{Error, OnConstraint, Result};
 
 /// A user as others see them, with presence derived from live connections.
@@ -75,6 +75,46 @@ pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<UserRow>> {
     )
     .fetch_optional(db)
     .await?)
+}
+
+/// The user with the settings only they see: `(row, add_to_groups)`.
+pub async fn find_own(db: impl PgExecutor<'_>, id: i64) -> Result<Option<(UserRow, GroupAdds)>> {
+    let row = sqlx::query!(
+        r#"SELECT u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+             CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                  THEN 'offline'
+                  WHEN u.status_choice = 'auto' THEN 'online'
+                  ELSE u.status_choice END AS "status!: Status",
+             u.add_to_groups AS "add_to_groups: GroupAdds"
+           FROM users u WHERE u.id = $1"#,
+        id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| {
+        let user = UserRow {
+            id: row.id,
+            username: row.username,
+            email: row.email,
+            display_name: row.display_name,
+            status: row.status,
+            last_seen: row.last_seen,
+            created_at: row.created_at,
+        };
+        (user, row.add_to_groups)
+    }))
+}
+
+/// Records who may add the user to groups.
+pub async fn set_add_to_groups(db: impl PgExecutor<'_>, id: i64, value: GroupAdds) -> Result<()> {
+    sqlx::query!(
+        "UPDATE users SET add_to_groups = $2, updated_at = now() WHERE id = $1",
+        id,
+        value.as_str(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Which of `ids` exist, for validating member lists.

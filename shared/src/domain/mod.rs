@@ -6,7 +6,7 @@
 mod page;
 mod text;
 
-pub use page::{ChatCursor, DEFAULT_LIMIT, MAX_LIMIT, Page, limit, skip_of};
+pub use page::{ChatCursor, DEFAULT_LIMIT, MAX_LIMIT, MAX_SKIP, Page, limit, skip_of};
 pub use text::{ChatName, ClientId, DisplayName, Email, MessageBody, Password, Username};
 
 /// Whoever a use case acts for, as an access token proved them.
@@ -65,6 +65,19 @@ text_enum! {
 text_enum! {
     /// A member's role in a chat (`chat_members.role`).
     Role { Admin = "admin", Member = "member" }
+}
+
+text_enum! {
+    /// Who may add a user to a group (`users.add_to_groups`): anyone, only people who already
+    /// share a chat with them, or nobody.
+    GroupAdds { Everyone = "everyone", Contacts = "contacts", Nobody = "nobody" }
+}
+
+impl Default for GroupAdds {
+    /// The column's default: a new account may be added by anyone.
+    fn default() -> Self {
+        GroupAdds::Everyone
+    }
 }
 
 impl From<Status> for StatusChoice {

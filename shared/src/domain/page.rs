@@ -6,6 +6,9 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 100;
+/// The largest `skip`: an offset makes the database walk and drop every skipped row, so deep
+/// pages go through cursors instead.
+pub const MAX_SKIP: i64 = 10_000;
 
 /// A checked page request over a list keyed by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,12 +48,16 @@ pub fn limit(raw: Option<i64>) -> Result<i64> {
     }
 }
 
-/// Checks a `skip`: absent means 0, negative is refused.
+/// Checks a `skip`: absent means 0, negative or over [`MAX_SKIP`] is refused.
 pub fn skip_of(raw: Option<i64>) -> Result<i64> {
     match raw {
         None => Ok(0),
-        Some(s) if s >= 0 => Ok(s),
-        Some(_) => Err(Error::validation("skip", "must not be negative")),
+        Some(s) if s < 0 => Err(Error::validation("skip", "must not be negative")),
+        Some(s) if s > MAX_SKIP => Err(Error::validation(
+            "skip",
+            format!("must be at most {MAX_SKIP}; page further with `cursor`"),
+        )),
+        Some(s) => Ok(s),
     }
 }
 
@@ -93,6 +100,14 @@ mod tests {
         assert_eq!(limit(None).expect("default"), 50);
         assert_eq!(limit(Some(1000)).expect("capped"), 100);
         assert!(limit(Some(0)).is_err());
+    }
+
+    #[test]
+    fn skips_are_bounded() {
+        assert_eq!(skip_of(None).expect("default"), 0);
+        assert_eq!(skip_of(Some(MAX_SKIP)).expect("at the cap"), MAX_SKIP);
+        assert_eq!(skip_of(Some(MAX_SKIP + 1)).expect_err("over").status(), 422);
+        assert!(skip_of(Some(-1)).is_err());
     }
 
     #[test]

@@ -1,7 +1,16 @@
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 use crate::error::Error;
 
 fn chars(s: &str) -> usize {
     s.chars().count()
+}
+
+/// A control character (Cc) or a format character (Cf): bidi overrides and isolates
+/// (`U+202E`), zero-width spaces and joiners (`U+200B`, `U+200D`), the BOM. In a name they make
+/// one name look like another (`ad\u{202E}nim` shows as `admin`) or hide text.
+fn is_hidden(c: char) -> bool {
+    c.is_control() || c.general_category() == GeneralCategory::Format
 }
 
 /// 3–32 characters of `[A-Za-z0-9_.-]`; unique ignoring case (enforced by the database).
@@ -98,7 +107,7 @@ impl Password {
     }
 }
 
-/// A display name: 1–64 characters after trimming, no control characters.
+/// A display name: 1–64 characters after trimming, no control or format characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -111,10 +120,10 @@ impl DisplayName {
                 "must be 1 to 64 characters long",
             ));
         }
-        if s.chars().any(char::is_control) {
+        if s.chars().any(is_hidden) {
             return Err(Error::validation(
                 "display_name",
-                "must not contain control characters",
+                "must not contain control or format characters (bidi controls, zero-width)",
             ));
         }
         Ok(Self(s.to_owned()))
@@ -125,7 +134,7 @@ impl DisplayName {
     }
 }
 
-/// A group chat's name: 1–100 characters after trimming.
+/// A group chat's name: 1–100 characters after trimming, no control or format characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChatName(String);
 
@@ -138,10 +147,10 @@ impl ChatName {
                 "must be 1 to 100 characters long",
             ));
         }
-        if s.chars().any(char::is_control) {
+        if s.chars().any(is_hidden) {
             return Err(Error::validation(
                 "name",
-                "must not contain control characters",
+                "must not contain control or format characters (bidi controls, zero-width)",
             ));
         }
         Ok(Self(s.to_owned()))
@@ -264,6 +273,28 @@ mod tests {
             MessageBody::parse(" hi ".into()).expect("valid").as_str(),
             " hi "
         );
+    }
+
+    #[test]
+    fn names_refuse_bidi_controls_and_zero_width_characters() {
+        for bad in [
+            "ad\u{202E}nim",
+            "ad\u{2066}min\u{2069}",
+            "ad\u{200B}min",
+            "ad\u{200D}min",
+            "\u{FEFF}admin",
+            "ad\u{00AD}min",
+            "ad\u{E0041}min",
+        ] {
+            assert!(Username::parse(bad.into()).is_err(), "{bad:?}");
+            assert!(DisplayName::parse(bad.into()).is_err(), "{bad:?}");
+            assert!(ChatName::parse(bad.into()).is_err(), "{bad:?}");
+        }
+        // Letters of every script, marks and emoji stay welcome.
+        for good in ["Zoë", "محمد", "日本語", "e\u{0301}", "🙂 team"] {
+            assert!(DisplayName::parse(good.into()).is_ok(), "{good:?}");
+            assert!(ChatName::parse(good.into()).is_ok(), "{good:?}");
+        }
     }
 
     #[test]

@@ -4,15 +4,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get};
 
 use crate::domain::{ChatCursor, limit, skip_of};
 use crate::error::Result;
 use crate::http::extract::{AuthUser, Json, Path, Query};
-use crate::http::pagination::{PageQuery, created_or_ok, next_page_headers};
+use crate::http::pagination::{OffsetQuery, PageQuery, created_or_ok, next_page_headers};
 use crate::service::chats;
 use crate::state::AppState;
-use crate::views::{ChatUpdate, ChatView, MemberList, NewChat};
+use crate::views::{ChatUpdate, ChatView, MemberList, MemberView, NewChat};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -21,21 +21,25 @@ pub fn router() -> Router<AppState> {
             "/api/chats/{chat_id}",
             get(get_chat).put(rename_chat).delete(delete_chat),
         )
-        .route("/api/chats/{chat_id}/members", post(add_members))
+        .route(
+            "/api/chats/{chat_id}/members",
+            get(list_members).post(add_members),
+        )
         .route(
             "/api/chats/{chat_id}/members/{user_id}",
             delete(remove_member),
         )
 }
 
-/// `GET /api/chats` — the caller's chats, most recent activity first.
+/// `GET /api/chats` — the caller's chats, most recent activity first, each with its first
+/// few members and `member_count`.
 #[utoipa::path(get, path = "/api/chats", tag = "chats", security(("bearer" = [])),
     params(PageQuery),
     responses(
         (status = 200, description = "A page of chats; `X-Next-Cursor` names the next page when there is one", body = [ChatView],
             headers(("x-next-cursor" = String, description = "Pass as `cursor` for the next page"))),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad limit or cursor", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor, or `skip` over 10,000", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_chats(
     user: AuthUser,
@@ -59,6 +63,7 @@ pub async fn list_chats(
         (status = 201, description = "The new chat", body = ChatView),
         (status = 200, description = "The existing direct chat", body = ChatView),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`blocked`: the other user of a direct chat, or someone to add to a group, blocked the caller; `not_allowed_to_add`: someone's `add_to_groups` setting leaves the caller out. The whole request is refused; `user_ids` names them", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing name, wrong member count, or unknown user ids", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_chat(
@@ -127,6 +132,28 @@ pub async fn delete_chat(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /api/chats/{chat_id}/members` — a page of the chat's members, longest-standing first;
+/// members only.
+#[utoipa::path(get, path = "/api/chats/{chat_id}/members", tag = "chats", security(("bearer" = [])),
+    params(("chat_id" = i64, Path), OffsetQuery),
+    responses(
+        (status = 200, description = "A page of members", body = [MemberView]),
+        (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such chat, or not a member", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit, or `skip` over 10,000", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_members(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(chat_id): Path<i64>,
+    Query(page): Query<OffsetQuery>,
+) -> Result<axum::Json<Vec<MemberView>>> {
+    let (skip, limit) = page.window()?;
+    chats::members(&state.db, user, chat_id, skip, limit)
+        .await
+        .map(axum::Json)
+}
+
 /// `POST /api/chats/{chat_id}/members` — add members to a group; its admins only. Users who
 /// are members already are left as they are.
 #[utoipa::path(post, path = "/api/chats/{chat_id}/members", tag = "chats", security(("bearer" = [])),
@@ -134,7 +161,7 @@ pub async fn delete_chat(
     responses(
         (status = 200, description = "The chat with its members", body = ChatView),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`not_admin`: not an admin; `blocked` or `not_allowed_to_add`: someone to add blocked the caller or does not let them add them (the whole request is refused; `user_ids` names them)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such chat, or not a member", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "A direct chat", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown user ids, or over 1,000 members", body = crate::error::Problem, content_type = "application/problem+json"),

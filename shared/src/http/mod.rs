@@ -238,9 +238,12 @@ mod tests {
         assert_eq!(Group::for_path("/api/openapi.json"), Group::Auth);
         assert_eq!(Group::for_path("/api/users"), Group::Users);
         assert_eq!(Group::for_path("/api/users/7/status"), Group::Users);
+        assert_eq!(Group::for_path("/api/users/7/block"), Group::Users);
+        assert_eq!(Group::for_path("/api/users/me/blocks"), Group::Users);
         assert_eq!(Group::for_path("/api/chats"), Group::Chats);
         assert_eq!(Group::for_path("/api/chats/"), Group::Chats);
         assert_eq!(Group::for_path("/api/chats/3/members/4"), Group::Chats);
+        assert_eq!(Group::for_path("/api/chats/3/members"), Group::Chats);
         assert_eq!(Group::for_path("/api/chats/3/messages"), Group::Messages);
         assert_eq!(
             Group::for_path("/api/chats/3/messages/read"),

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::domain::Page;
+use crate::domain::{Page, limit, skip_of};
 use crate::error::Result;
 use crate::service::Stored;
 
@@ -20,9 +20,29 @@ pub struct PageQuery {
     pub limit: Option<i64>,
     /// The `X-Next-Cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Items to skip (offset pagination, kept for older clients; prefer `cursor`).
-    #[param(minimum = 0)]
+    /// Items to skip, at most 10,000 (offset pagination, kept for older clients; prefer
+    /// `cursor`).
+    #[param(minimum = 0, maximum = 10000)]
     pub skip: Option<i64>,
+}
+
+/// `limit` and `skip` alone, for short lists that have no cursor (a chat's members).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OffsetQuery {
+    /// Page size, 1–100 (default 50; larger values are capped at 100).
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
+    /// Items to skip, at most 10,000.
+    #[param(minimum = 0, maximum = 10000)]
+    pub skip: Option<i64>,
+}
+
+impl OffsetQuery {
+    /// The checked `(skip, limit)`.
+    pub fn window(&self) -> Result<(i64, i64)> {
+        Ok((skip_of(self.skip)?, limit(self.limit)?))
+    }
 }
 
 impl PageQuery {

@@ -4,14 +4,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::Result;
 use crate::http::extract::{AuthUser, Json, Path, Query};
 use crate::http::pagination::{PageQuery, next_page_headers};
-use crate::service::{auth, presence, users};
+use crate::service::{auth, consent, presence, users};
 use crate::state::AppState;
 use crate::views::{ProfileUpdate, StatusUpdate, StatusView, UserView};
 
@@ -19,6 +19,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/users", get(list_users))
         .route("/api/users/me", get(me))
+        .route("/api/users/me/blocks", get(list_blocks))
+        .route(
+            "/api/users/{user_id}/block",
+            post(block_user).delete(unblock_user),
+        )
         .route(
             "/api/users/{user_id}",
             get(get_user).put(update_user).delete(delete_user),
@@ -43,7 +48,7 @@ pub struct UserSearch {
         (status = 200, description = "A page of users; `X-Next-Cursor` names the next page when there is one", body = [UserView],
             headers(("x-next-cursor" = String, description = "Pass as `cursor` for the next page"))),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad limit or cursor", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor, or `skip` over 10,000", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_users(
     _caller: AuthUser,
@@ -84,8 +89,8 @@ pub async fn get_user(
         .map(axum::Json)
 }
 
-/// `PUT /api/users/{user_id}` — change one's own profile. Changing the password ends every
-/// other session.
+/// `PUT /api/users/{user_id}` — change one's own profile, and who may add one to groups
+/// (`add_to_groups`). Changing the password ends every other session.
 #[utoipa::path(put, path = "/api/users/{user_id}", tag = "users", security(("bearer" = [])),
     params(("user_id" = i64, Path)), request_body = ProfileUpdate,
     responses(
@@ -162,4 +167,62 @@ pub async fn put_status(
 ) -> Result<axum::Json<StatusView>> {
     let outcome = presence::set(&state.db, caller, user_id, body).await?;
     Ok(axum::Json(state.push.deliver(outcome).await))
+}
+
+/// `GET /api/users/me/blocks` — the users the caller blocked, by id, a page at a time.
+#[utoipa::path(get, path = "/api/users/me/blocks", tag = "users", security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of blocked users; `X-Next-Cursor` names the next page when there is one", body = [UserView],
+            headers(("x-next-cursor" = String, description = "Pass as `cursor` for the next page"))),
+        (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor, or `skip` over 10,000", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_blocks(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Query(page): Query<PageQuery>,
+) -> Result<impl IntoResponse> {
+    let page = page.page()?;
+    let (users, next) = consent::blocks(&state.db, caller, page).await?;
+    Ok((next_page_headers(next), axum::Json(users)))
+}
+
+/// `POST /api/users/{user_id}/block` — block a user: they can no longer open a direct chat
+/// with the caller, add the caller to a group, or reach the caller with typing. Blocking again
+/// changes nothing.
+#[utoipa::path(post, path = "/api/users/{user_id}/block", tag = "users", security(("bearer" = [])),
+    params(("user_id" = i64, Path)),
+    responses(
+        (status = 204, description = "Blocked (or already blocked)"),
+        (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The caller themselves", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn block_user(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Path(user_id): Path<i64>,
+) -> Result<StatusCode> {
+    consent::block(&state.db, caller, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/users/{user_id}/block` — lift a block; lifting one that is not there changes
+/// nothing.
+#[utoipa::path(delete, path = "/api/users/{user_id}/block", tag = "users", security(("bearer" = [])),
+    params(("user_id" = i64, Path)),
+    responses(
+        (status = 204, description = "Not blocked (any more)"),
+        (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The caller themselves", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn unblock_user(
+    caller: AuthUser,
+    State(state): State<AppState>,
+    Path(user_id): Path<i64>,
+) -> Result<StatusCode> {
+    consent::unblock(&state.db, caller, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

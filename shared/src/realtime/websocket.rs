@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::auth::tokens::bearer_token;
 use crate::db;
+use crate::db::connections::ConnectionRow;
 use crate::domain::Caller;
 use crate::error::Error;
 use crate::service::presence::Refusal;
@@ -121,7 +122,8 @@ async fn connect(
     if let Some(chat_id) = chat_id {
         span.record("chat_id", chat_id);
     }
-    match presence::connect(&state.db, caller, connection_id, chat_id).await {
+    let max_connections = state.config.limits.connections_per_user;
+    match presence::connect(&state.db, caller, connection_id, chat_id, max_connections).await {
         Ok(outcome) => {
             state.push.deliver(outcome).await;
             let mut response = respond(200, "");
@@ -197,12 +199,48 @@ fn parse_frame(body: &str) -> Result<Frame, Reply> {
 }
 
 async fn frame(state: &AppState, connection_id: &str, body: &str) {
-    let reply = match parse_frame(body) {
-        Ok(frame) => act(state, connection_id, frame).await,
-        Err(reply) => Some(reply),
-    };
-    if let Some(reply) = reply {
+    if let Some(reply) = answer(state, connection_id, body).await {
         state.push.reply(connection_id, &reply).await;
+    }
+}
+
+/// Counts the frame against the connection's budget, then carries it out; returns the reply
+/// for this connection, if any. Bad frames count too, so that a flood of any kind is cut.
+async fn answer(state: &AppState, connection_id: &str, body: &str) -> Option<Reply> {
+    let limits = &state.config.limits;
+    let connection =
+        match db::connections::find(&state.db, connection_id, limits.frame_window).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Some(error_reply(
+                    "unknown_connection",
+                    "this connection is not registered; reconnect",
+                ));
+            }
+            Err(e) => return Some(from_error(&e)),
+        };
+    tracing::Span::current().record("user_id", connection.user_id);
+    if connection.frames > limits.frames_per_window {
+        // One error frame says why; the rest of the window's frames are dropped unanswered,
+        // so that a flood gets no flood of answers.
+        tracing::info!(
+            frames = connection.frames,
+            "frame over the connection's budget"
+        );
+        return (connection.frames == limits.frames_per_window + 1).then(|| {
+            error_reply(
+                "rate_limited",
+                format!(
+                    "at most {} frames every {} seconds; frames are dropped until the window ends",
+                    limits.frames_per_window,
+                    limits.frame_window.as_secs()
+                ),
+            )
+        });
+    }
+    match parse_frame(body) {
+        Ok(frame) => act(state, connection_id, &connection, frame).await,
+        Err(reply) => Some(reply),
     }
 }
 
@@ -223,22 +261,16 @@ async fn deliver<T>(state: &AppState, outcome: Result<Outcome<T>, Error>) -> Opt
 }
 
 /// Carries out a frame; returns the reply for this connection, if any.
-async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Reply> {
-    let connection = match db::connections::find(&state.db, connection_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Some(error_reply(
-                "unknown_connection",
-                "this connection is not registered; reconnect",
-            ));
-        }
-        Err(e) => return Some(from_error(&e)),
-    };
+async fn act(
+    state: &AppState,
+    connection_id: &str,
+    connection: &ConnectionRow,
+    frame: Frame,
+) -> Option<Reply> {
     let caller = Caller {
         id: connection.user_id,
         session: None,
     };
-    tracing::Span::current().record("user_id", caller.id);
     let chat_of = |requested: Option<i64>| -> Result<i64, Reply> {
         let chat_id = match (requested, connection.chat_id) {
             (Some(c), Some(scope)) if c != scope => Err(error_reply(
@@ -279,7 +311,10 @@ async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Repl
             }
         }
         Frame::Typing { chat_id } => match chat_of(chat_id) {
-            Ok(chat_id) => deliver(state, presence::typing(db, caller, chat_id).await).await,
+            Ok(chat_id) => {
+                let interval = state.config.limits.typing_interval;
+                deliver(state, presence::typing(db, caller, chat_id, interval).await).await
+            }
             Err(reply) => Some(reply),
         },
         Frame::MarkRead { chat_id, up_to_seq } => match chat_of(chat_id) {

@@ -8,7 +8,7 @@ use crate::auth::refresh;
 use crate::auth::tokens::JwtKeys;
 use crate::config::Config;
 use crate::db;
-use crate::domain::{Caller, Email, Password, Username};
+use crate::domain::{Caller, Email, GroupAdds, Password, Username};
 use crate::error::{Checks, Error, Result};
 use crate::views::{LoginForm, NewUser, TokenPair, UserView};
 
@@ -26,7 +26,7 @@ pub async fn register(db: &PgPool, body: NewUser) -> Result<UserView> {
     let hash = password::hash(&password).await?;
     let user = db::users::insert(db, username.as_str(), email.as_str(), &hash).await?;
     tracing::info!(user_id = user.id, "registered");
-    Ok(UserView::own(user))
+    Ok(UserView::own(user, GroupAdds::default()))
 }
 
 async fn issue_pair(
@@ -167,9 +167,9 @@ pub async fn logout(db: &PgPool, refresh_token: &str) -> Result<()> {
 /// The caller's own user; a token for an account deleted since is no longer valid.
 #[tracing::instrument(skip_all, fields(user_id = caller.id))]
 pub async fn me(db: &PgPool, caller: Caller) -> Result<UserView> {
-    db::users::find(db, caller.id)
+    db::users::find_own(db, caller.id)
         .await?
-        .map(UserView::own)
+        .map(|(row, add_to_groups)| UserView::own(row, add_to_groups))
         .ok_or(Error::Unauthorized(
             "account_deleted",
             "this account no longer exists",

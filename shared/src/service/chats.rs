@@ -6,11 +6,16 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::db;
 use crate::db::chats::MemberChatRow;
+use crate::db::members::MemberStats;
 use crate::domain::{Caller, ChatCursor, ChatName, Role};
 use crate::error::{Error, Result};
 use crate::service::access::{Member, chat_not_found};
+use crate::service::consent;
 use crate::service::{Audience, Outcome, Stored};
-use crate::views::{ChatSummary, ChatUpdate, ChatView, Event, MemberList, NewChat};
+use crate::views::{
+    ChatSummary, ChatUpdate, ChatView, Event, MemberList, MemberView, MessageView, NewChat,
+    ReadCursors,
+};
 
 /// The most members a chat may have, its creator included.
 pub const MAX_MEMBERS: usize = 1000;
@@ -22,31 +27,63 @@ fn too_many_members() -> Error {
     )
 }
 
-/// Views of `rows` in a fixed number of queries, whatever their count: one for the members of
-/// all of them, one for their newest messages.
-async fn views(db: &PgPool, rows: Vec<MemberChatRow>) -> Result<Vec<ChatView>> {
+/// How many members each chat of the chat list embeds: all of a direct chat's, and enough of a
+/// group's for a preview. The list's size stays bounded whatever the groups' sizes.
+pub const PREVIEW_MEMBERS: i64 = 3;
+
+/// Which members a chat view lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Members {
+    /// Every member: one chat's own answers (at most `MAX_MEMBERS`).
+    All,
+    /// The first [`PREVIEW_MEMBERS`]: the chat list.
+    Preview,
+}
+
+/// Views of `rows` in a fixed number of queries, whatever their count: the members of all of
+/// them (and, for previews, their counts and read state), and their newest messages.
+async fn views(db: &PgPool, rows: Vec<MemberChatRow>, which: Members) -> Result<Vec<ChatView>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.chat.id).collect();
-    let (members, latest) = tokio::try_join!(
-        db::members::for_chats(db, &ids),
-        db::messages::latest_of(db, &ids),
-    )?;
+    let (members, latest, stats) = match which {
+        Members::All => {
+            let (members, latest) = tokio::try_join!(
+                db::members::for_chats(db, &ids),
+                db::messages::latest_of(db, &ids),
+            )?;
+            (members, latest, Vec::new())
+        }
+        Members::Preview => tokio::try_join!(
+            db::members::pages(db, &ids, 0, PREVIEW_MEMBERS),
+            db::messages::latest_of(db, &ids),
+            db::members::stats(db, &ids),
+        )?,
+    };
     let mut members_of: HashMap<i64, Vec<_>> = HashMap::new();
     for m in members {
         members_of.entry(m.chat_id).or_default().push(m);
     }
+    let stats_of: HashMap<i64, MemberStats> = stats.into_iter().map(|s| (s.chat_id, s)).collect();
     let mut latest_of: HashMap<i64, _> = latest.into_iter().map(|m| (m.chat_id, m)).collect();
     Ok(rows
         .into_iter()
         .map(|row| {
             let id = row.chat.id;
-            ChatView::new(
-                row,
-                members_of.remove(&id).unwrap_or_default(),
-                latest_of.remove(&id),
-            )
+            let members = members_of.remove(&id).unwrap_or_default();
+            let (member_count, newest_read) = match stats_of.get(&id) {
+                Some(stats) => (stats.member_count, Some(stats.newest_read)),
+                None => (members.len() as i64, None),
+            };
+            let last_message = latest_of.remove(&id).map(|m| {
+                let read = newest_read.unwrap_or_else(|| {
+                    ReadCursors::new(members.iter().map(|m| (m.user.id, m.last_read_seq)))
+                        .is_read(m.seq, m.user_id)
+                });
+                MessageView::new(m, read)
+            });
+            ChatView::new(row, members, member_count, last_message)
         })
         .collect())
 }
@@ -56,7 +93,10 @@ async fn view_for(db: &PgPool, chat_id: i64, user_id: i64) -> Result<ChatView> {
     let row = db::chats::find_for_member(db, chat_id, user_id)
         .await?
         .ok_or_else(chat_not_found)?;
-    views(db, vec![row]).await?.pop().ok_or_else(chat_not_found)
+    views(db, vec![row], Members::All)
+        .await?
+        .pop()
+        .ok_or_else(chat_not_found)
 }
 
 /// A page of the caller's chats, most recent activity first, and the cursor of the next page
@@ -77,13 +117,27 @@ pub async fn list(
             at: last.chat.last_activity_at,
             id: last.chat.id,
         });
-    Ok((views(db, rows).await?, next))
+    Ok((views(db, rows, Members::Preview).await?, next))
 }
 
 /// One chat; members only.
 #[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
 pub async fn get(db: &PgPool, caller: Caller, chat_id: i64) -> Result<ChatView> {
     view_for(db, chat_id, caller.id).await
+}
+
+/// A page of a chat's members, longest-standing first; members only.
+#[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
+pub async fn members(
+    db: &PgPool,
+    caller: Caller,
+    chat_id: i64,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<MemberView>> {
+    Member::load(db, chat_id, caller.id).await?;
+    let rows = db::members::pages(db, &[chat_id], skip, limit).await?;
+    Ok(rows.into_iter().map(MemberView::from).collect())
 }
 
 /// Checks that every id names an account; 422 lists those that do not.
@@ -139,6 +193,11 @@ pub async fn create(
         None
     };
     check_users_exist(db, &others).await?;
+    if is_group {
+        consent::require_adds_allowed(db, caller, &others, None).await?;
+    } else {
+        consent::require_direct_allowed(db, caller, others[0]).await?;
+    }
 
     let mut tx = db.begin().await?;
     let (chat, created) = match name {
@@ -254,6 +313,7 @@ pub async fn add_members(
         return Err(too_many_members());
     }
     check_users_exist(db, &ids).await?;
+    consent::require_adds_allowed(db, caller, &ids, Some(chat_id)).await?;
     let mut tx = db.begin().await?;
     // Serializes concurrent additions to one chat, so the member cap holds.
     db::chats::lock(&mut *tx, chat_id).await?;

@@ -13,6 +13,7 @@
 pub mod access;
 pub mod auth;
 pub mod chats;
+pub mod consent;
 pub mod messages;
 pub mod presence;
 pub mod users;

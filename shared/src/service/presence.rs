@@ -1,11 +1,13 @@
 //! Presence and typing: who is online, what they chose, and who is writing.
 
+use std::time::Duration;
+
 use sqlx::PgPool;
 
 use crate::db;
 use crate::domain::{Caller, StatusChoice};
 use crate::error::{Error, Result};
-use crate::service::access::Member;
+use crate::service::access::{Member, chat_not_found};
 use crate::service::users::{require_self, user_not_found};
 use crate::service::{Audience, Outcome};
 use crate::views::{Event, StatusUpdate, StatusView};
@@ -95,12 +97,15 @@ impl From<Error> for Refusal {
 
 /// Stores a new WebSocket connection, optionally scoped to one chat the user is in. The user's
 /// first connection makes them online, which their contacts hear of.
+///
+/// A user holds at most `max_connections`: opening one more closes the oldest.
 #[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
 pub async fn connect(
     db: &PgPool,
     caller: Caller,
     connection_id: &str,
     chat_id: Option<i64>,
+    max_connections: i64,
 ) -> Result<Outcome<()>, Refusal> {
     if let Some(chat_id) = chat_id {
         match Member::load(db, chat_id, caller.id).await {
@@ -114,10 +119,15 @@ pub async fn connect(
         tracing::info!(count = swept.len(), "swept stale connections");
     }
     let first = db::connections::insert(db, connection_id, caller.id, chat_id).await?;
+    let evicted =
+        db::connections::evict_oldest(db, caller.id, connection_id, max_connections).await?;
+    if !evicted.is_empty() {
+        tracing::info!(count = evicted.len(), "closing the oldest connections");
+    }
     db::users::touch_last_seen(db, caller.id).await?;
     tracing::info!(user_id = caller.id, ?chat_id, "connected");
     if !first {
-        return Ok(Outcome::quiet(()));
+        return Ok(Outcome::quiet(()).close(evicted));
     }
     Ok(announce(db, caller.id, Some(connection_id)).await)
 }
@@ -146,10 +156,21 @@ pub async fn disconnect(db: &PgPool, connection_id: &str) -> Outcome<()> {
     announce(db, user_id, None).await
 }
 
-/// Tells the chat's other members that the caller is typing.
+/// Tells the chat's other members that the caller is typing, at most once per `interval`
+/// (later frames are dropped silently), and not those who blocked the caller.
 #[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
-pub async fn typing(db: &PgPool, caller: Caller, chat_id: i64) -> Result<Outcome<()>> {
-    Member::load(db, chat_id, caller.id).await?;
+pub async fn typing(
+    db: &PgPool,
+    caller: Caller,
+    chat_id: i64,
+    interval: Duration,
+) -> Result<Outcome<()>> {
+    let forwarded = db::members::typing(db, chat_id, caller.id, interval)
+        .await?
+        .ok_or_else(chat_not_found)?;
+    if !forwarded {
+        return Ok(Outcome::quiet(()));
+    }
     let event = Event::Typing {
         chat_id,
         user_id: caller.id,

@@ -53,14 +53,16 @@ pub async fn list(
 /// One user's profile; the caller's own includes the email.
 #[tracing::instrument(skip_all, fields(caller = caller.id, user_id = user_id))]
 pub async fn find(db: &PgPool, caller: Caller, user_id: i64) -> Result<UserView> {
+    if user_id == caller.id {
+        let (row, add_to_groups) = db::users::find_own(db, user_id)
+            .await?
+            .ok_or_else(user_not_found)?;
+        return Ok(UserView::own(row, add_to_groups));
+    }
     let row = db::users::find(db, user_id)
         .await?
         .ok_or_else(user_not_found)?;
-    Ok(if user_id == caller.id {
-        UserView::own(row)
-    } else {
-        UserView::public(row)
-    })
+    Ok(UserView::public(row))
 }
 
 /// Changes one's own profile. A new password needs the current one and ends every other
@@ -105,14 +107,20 @@ pub async fn update(
         display_name: display_name.as_ref().map(DisplayName::as_str),
         password_hash: new_hash.as_deref(),
     };
-    let row = db::users::update(&mut *tx, user_id, change)
+    db::users::update(&mut *tx, user_id, change)
         .await?
         .ok_or_else(user_not_found)?;
+    if let Some(add_to_groups) = body.add_to_groups {
+        db::users::set_add_to_groups(&mut *tx, user_id, add_to_groups).await?;
+    }
     if new_hash.is_some() {
         db::refresh_tokens::revoke_user_except(&mut *tx, user_id, caller.session).await?;
     }
+    let (row, add_to_groups) = db::users::find_own(&mut *tx, user_id)
+        .await?
+        .ok_or_else(user_not_found)?;
     tx.commit().await?;
-    Ok(UserView::own(row))
+    Ok(UserView::own(row, add_to_groups))
 }
 
 /// Deletes one's own account. Sessions, connections and memberships go; messages stay, shown

@@ -6,9 +6,8 @@ use utoipa::ToSchema;
 
 use crate::db::chats::MemberChatRow;
 use crate::db::members::MemberRow;
-use crate::db::messages::MessageRow;
 use crate::domain::Role;
-use crate::views::messages::{MessageView, ReadCursors};
+use crate::views::messages::MessageView;
 use crate::views::users::UserView;
 
 /// A chat as the caller sees it.
@@ -21,8 +20,12 @@ pub struct ChatView {
     pub created_by: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// Members, longest-standing first.
+    /// Members, longest-standing first: all of them in `GET /api/chats/{chat_id}` and the
+    /// answers to changes; in the chat list (`GET /api/chats`) only the first few (all of a
+    /// direct chat's), with `GET /api/chats/{chat_id}/members` paging through the rest.
     pub users: Vec<UserView>,
+    /// How many members the chat has, whether `users` lists them all or not.
+    pub member_count: i64,
     /// Messages the caller has not read.
     pub unread_count: i64,
     pub last_message: Option<MessageView>,
@@ -36,13 +39,14 @@ pub struct ChatView {
 }
 
 impl ChatView {
-    /// Builds the view from the caller's row, the chat's members, and its newest message.
-    pub fn new(row: MemberChatRow, members: Vec<MemberRow>, last: Option<MessageRow>) -> Self {
-        let cursors = ReadCursors::new(members.iter().map(|m| (m.user.id, m.last_read_seq)));
-        let last_message = last.map(|m| {
-            let read = cursors.is_read(m.seq, m.user_id);
-            MessageView::new(m, read)
-        });
+    /// Builds the view from the caller's row, the members to show (all, or the first few of
+    /// `member_count`), and the newest message.
+    pub fn new(
+        row: MemberChatRow,
+        members: Vec<MemberRow>,
+        member_count: i64,
+        last_message: Option<MessageView>,
+    ) -> Self {
         let chat = row.chat;
         Self {
             id: chat.id,
@@ -55,11 +59,33 @@ impl ChatView {
                 .into_iter()
                 .map(|m| UserView::public(m.user))
                 .collect(),
+            member_count,
             unread_count: (chat.last_seq - row.last_read_seq).max(0),
             last_message,
             role: row.role,
             last_read_seq: row.last_read_seq,
             last_seq: chat.last_seq,
+        }
+    }
+}
+
+/// A member of a chat: the user, their role and when they joined.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    #[serde(flatten)]
+    pub user: UserView,
+    /// `admin` or `member`.
+    #[schema(value_type = String)]
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<MemberRow> for MemberView {
+    fn from(row: MemberRow) -> Self {
+        Self {
+            user: UserView::public(row.user),
+            role: row.role,
+            joined_at: row.joined_at,
         }
     }
 }

@@ -110,8 +110,8 @@ pub struct MessageQuery {
     /// Not together with `before_seq`.
     #[param(minimum = 0)]
     pub after_seq: Option<i64>,
-    /// Messages to skip (offset pagination, kept for older clients).
-    #[param(minimum = 0)]
+    /// Messages to skip, at most 10,000 (offset pagination, kept for older clients).
+    #[param(minimum = 0, maximum = 10000)]
     pub skip: Option<i64>,
 }
 

@@ -11,7 +11,7 @@ pub mod messages;
 pub mod users;
 
 pub use auth::{LoginForm, NewUser, RefreshRequest, TokenPair};
-pub use chats::{ChatSummary, ChatUpdate, ChatView, MemberList, NewChat};
+pub use chats::{ChatSummary, ChatUpdate, ChatView, MemberList, MemberView, NewChat};
 pub use events::{Event, MAX_FRAME_BYTES, Reply};
 pub use messages::{
     Author, MarkRead, MessageEdit, MessageQuery, MessageView, NewMessage, ReadCursorView,

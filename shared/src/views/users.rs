@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::users::UserRow;
-use crate::domain::Status;
+use crate::domain::{GroupAdds, Status};
 
 /// A user. `email` appears only in the caller's own user.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -22,6 +22,10 @@ pub struct UserView {
     pub created_at: DateTime<Utc>,
     pub last_seen: Option<DateTime<Utc>>,
     pub status: Status,
+    /// Only in the caller's own user: who may add them to groups (`everyone`, `contacts`:
+    /// people who share a chat with them, `nobody`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub add_to_groups: Option<GroupAdds>,
 }
 
 impl UserView {
@@ -35,14 +39,16 @@ impl UserView {
             created_at: row.created_at,
             last_seen: row.last_seen,
             status: row.status,
+            add_to_groups: None,
         }
     }
 
-    /// The caller's own user, email included.
-    pub fn own(row: UserRow) -> Self {
+    /// The caller's own user, with their email and privacy setting.
+    pub fn own(row: UserRow, add_to_groups: GroupAdds) -> Self {
         let email = row.email.clone();
         UserView {
             email: Some(email),
+            add_to_groups: Some(add_to_groups),
             ..UserView::public(row)
         }
     }
@@ -68,6 +74,9 @@ pub struct ProfileUpdate {
     pub password: Option<String>,
     /// Required with `password`.
     pub current_password: Option<String>,
+    /// Who may add the user to groups: `everyone` (the default), `contacts` (people who
+    /// already share a chat with them) or `nobody`.
+    pub add_to_groups: Option<GroupAdds>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
