@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("push", 4),
     ("service", 3),
     ("db", 2),
+    ("seed", 2),
     ("views", 2),
     ("domain", 2),
     ("auth", 2),
