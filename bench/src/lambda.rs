@@ -242,12 +242,15 @@ impl Setup {
         let user = &bench.seeded.lambda_user;
         let chat = bench.seeded.lambda_chat;
         let token = bench.token(user.id)?;
+        // The connection of the token's session, as `$connect` would have stored it: a frame
+        // of a connection without a live session is refused.
         sqlx::query(
-            "INSERT INTO ws_connections (connection_id, user_id) VALUES ($1, $2) \
-             ON CONFLICT (connection_id) DO NOTHING",
+            "INSERT INTO ws_connections (connection_id, user_id, session_id) \
+             VALUES ($1, $2, $3) ON CONFLICT (connection_id) DO NOTHING",
         )
         .bind(CONNECTION_ID)
         .bind(user.id)
+        .bind(bench.sessions.get(&user.id).copied())
         .execute(&bench.pool)
         .await?;
         let mut events = Vec::new();

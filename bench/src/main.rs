@@ -137,6 +137,9 @@ pub struct Bench {
     /// A pool on the big database as large as the gateway's, for the baselines and for set-up.
     pub pool: PgPool,
     pub keys: Arc<JwtKeys>,
+    /// A live session of every seeded user of the big database, by user id: access tokens name
+    /// one, and the gateway checks it on every request.
+    pub sessions: BTreeMap<i64, i64>,
     pub seeded: Seeded,
     pub small: SeededSmall,
     pub small_token: String,
@@ -149,10 +152,28 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// An access token as the gateway issues them, signed with the same key.
+    /// An access token as the gateway issues them, signed with the same key, of the user's
+    /// session.
     pub fn token(&self, user_id: i64) -> anyhow::Result<String> {
-        Ok(self.keys.issue_access(user_id, None)?)
+        let session = self
+            .sessions
+            .get(&user_id)
+            .copied()
+            .with_context(|| format!("user {user_id} has no session"))?;
+        Ok(self.keys.issue_access(user_id, Some(session))?)
     }
+}
+
+/// Starts a session (a day long) for every user of a database: `(user_id, session_id)`.
+async fn start_sessions(pool: &PgPool) -> anyhow::Result<BTreeMap<i64, i64>> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "INSERT INTO sessions (user_id, expires_at) \
+         SELECT id, now() + interval '1 day' FROM users RETURNING user_id, id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("cannot start the benchmark's sessions")?;
+    Ok(rows.into_iter().collect())
 }
 
 fn main() -> ExitCode {
@@ -409,6 +430,16 @@ async fn measure(
     let postgres_version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&pool)
         .await?;
+    let sessions = start_sessions(&pool).await?;
+    let small_session = {
+        let small_pool = setup::pool(&server.url(setup::SMALL_DATABASE), 1).await?;
+        let sessions = start_sessions(&small_pool).await?;
+        small_pool.close().await;
+        sessions
+            .get(&small.reader.id)
+            .copied()
+            .context("the small database's reader has no session")?
+    };
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(1024)
@@ -426,10 +457,11 @@ async fn measure(
         ws_http: format!("http://{}", gateway.ws_addr()),
         pool,
         keys: state.keys.clone(),
+        sessions,
         small_token: small_gateway
             .state()
             .keys
-            .issue_access(small.reader.id, None)?,
+            .issue_access(small.reader.id, Some(small_session))?,
         seeded,
         small,
         push_concurrency: state.config.limits.push_concurrency,

@@ -13,36 +13,85 @@ pub struct ConnectionRow {
     pub connected_at: DateTime<Utc>,
 }
 
-/// Stores a connection; answers whether it is the user's first live one.
+/// Stores a connection of a live session; answers whether it is the user's first live one, or
+/// `None` when the session has ended (nothing is stored then). The session row is share-locked,
+/// so a revocation either waits for this insert and then closes the connection, or is seen by it.
 pub async fn insert(
     db: impl PgExecutor<'_>,
     connection_id: &str,
     user_id: i64,
+    session_id: i64,
     chat_id: Option<i64>,
-) -> Result<bool> {
+) -> Result<Option<bool>> {
     Ok(sqlx::query_scalar!(
-        r#"WITH first AS (SELECT NOT EXISTS (SELECT 1 FROM ws_connections WHERE user_id = $2) AS f),
-                ins AS (INSERT INTO ws_connections (connection_id, user_id, chat_id)
-                        VALUES ($1, $2, $3)
+        r#"WITH live AS (SELECT id FROM sessions
+                         WHERE id = $4 AND user_id = $2 AND revoked_at IS NULL
+                           AND expires_at > now()
+                         FOR SHARE),
+                first AS (SELECT NOT EXISTS (SELECT 1 FROM ws_connections WHERE user_id = $2) AS f),
+                ins AS (INSERT INTO ws_connections (connection_id, user_id, chat_id, session_id)
+                        SELECT $1, $2, $3, id FROM live
                         ON CONFLICT (connection_id) DO UPDATE SET user_id = $2, chat_id = $3,
-                            last_seen_at = now())
-           SELECT f AS "first!" FROM first"#,
+                            session_id = excluded.session_id, last_seen_at = now())
+           SELECT f AS "first!" FROM first WHERE EXISTS (SELECT 1 FROM live)"#,
         connection_id,
         user_id,
         chat_id,
+        session_id,
     )
-    .fetch_one(db)
+    .fetch_optional(db)
     .await?)
 }
 
-pub async fn find(db: impl PgExecutor<'_>, connection_id: &str) -> Result<Option<ConnectionRow>> {
-    Ok(sqlx::query_as!(
-        ConnectionRow,
-        "UPDATE ws_connections SET last_seen_at = now() WHERE connection_id = $1
-         RETURNING connection_id, user_id, chat_id, connected_at",
+/// A connection as a frame finds it: `live` is false once its session has ended (or it has
+/// none), and then its `last_seen_at` is left alone.
+#[derive(Clone, Debug)]
+pub struct FrameConnection {
+    pub connection: ConnectionRow,
+    pub session_id: Option<i64>,
+    pub live: bool,
+}
+
+/// The connection of a frame, with its session's state: the session check of every frame,
+/// folded into the lookup the frame makes anyway (one statement, both rows by primary key).
+pub async fn find(db: impl PgExecutor<'_>, connection_id: &str) -> Result<Option<FrameConnection>> {
+    let row = sqlx::query!(
+        r#"WITH c AS (
+               SELECT c.connection_id, c.user_id, c.chat_id, c.connected_at, c.session_id,
+                      COALESCE(s.revoked_at IS NULL AND s.expires_at > now(), false) AS live
+               FROM ws_connections c LEFT JOIN sessions s ON s.id = c.session_id
+               WHERE c.connection_id = $1),
+           touched AS (UPDATE ws_connections SET last_seen_at = now()
+                       WHERE connection_id = (SELECT connection_id FROM c WHERE live))
+           SELECT connection_id AS "connection_id!", user_id AS "user_id!", chat_id,
+                  connected_at AS "connected_at!", session_id, live AS "live!"
+           FROM c"#,
         connection_id,
     )
     .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| FrameConnection {
+        connection: ConnectionRow {
+            connection_id: row.connection_id,
+            user_id: row.user_id,
+            chat_id: row.chat_id,
+            connected_at: row.connected_at,
+        },
+        session_id: row.session_id,
+        live: row.live,
+    }))
+}
+
+/// Forgets the connections of ended sessions; answers their ids, to close at API Gateway.
+pub async fn delete_of_sessions(
+    db: impl PgExecutor<'_>,
+    session_ids: &[i64],
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar!(
+        "DELETE FROM ws_connections WHERE session_id = ANY($1) RETURNING connection_id",
+        session_ids,
+    )
+    .fetch_all(db)
     .await?)
 }
 

@@ -77,6 +77,29 @@ pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<UserRow>> {
     .await?)
 }
 
+/// The user of a live session: `/me`'s read with the session check folded in (the session by
+/// primary key, in the same statement). `None` once the session ended or the account went.
+pub async fn find_in_session(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    session_id: i64,
+) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as!(
+        UserRow,
+        r#"SELECT u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
+             CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
+                  THEN 'offline'
+                  WHEN u.status_choice = 'auto' THEN 'online'
+                  ELSE u.status_choice END AS "status!: Status"
+           FROM users u JOIN sessions s ON s.user_id = u.id
+           WHERE u.id = $1 AND s.id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()"#,
+        id,
+        session_id,
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Which of `ids` exist, for validating member lists.
 pub async fn existing_ids(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<i64>> {
     Ok(

@@ -15,7 +15,7 @@ use crate::db;
 use crate::domain::Caller;
 use crate::error::Error;
 use crate::service::presence::Refusal;
-use crate::service::{Outcome, messages, presence};
+use crate::service::{Outcome, messages, presence, sessions};
 use crate::state::AppState;
 use crate::views::Reply;
 
@@ -141,6 +141,10 @@ async fn connect(
             respond(403, "not a member of that chat")
         }
         Err(Refusal::AccountGone) => respond(401, "this account no longer exists"),
+        Err(Refusal::SessionEnded) => {
+            tracing::info!("connect refused: session ended");
+            respond(401, "the session has ended; log in again")
+        }
         Err(Refusal::Failed(e)) => {
             tracing::error!(error = %e.chain(), "connect failed");
             respond(500, "internal error")
@@ -224,8 +228,21 @@ async fn deliver<T>(state: &AppState, outcome: Result<Outcome<T>, Error>) -> Opt
 
 /// Carries out a frame; returns the reply for this connection, if any.
 async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Reply> {
-    let connection = match db::connections::find(&state.db, connection_id).await {
-        Ok(Some(c)) => c,
+    // The session check of every frame rides on the connection's lookup (one statement).
+    let found = match db::connections::find(&state.db, connection_id).await {
+        Ok(Some(found)) if !found.live => {
+            let reply = error_reply(
+                "session_ended",
+                "the session of this connection has ended; log in again",
+            );
+            state.push.reply(connection_id, &reply).await;
+            state
+                .push
+                .deliver(sessions::end_connection(&state.db, connection_id).await)
+                .await;
+            return None;
+        }
+        Ok(Some(found)) => found,
         Ok(None) => {
             return Some(error_reply(
                 "unknown_connection",
@@ -234,9 +251,10 @@ async fn act(state: &AppState, connection_id: &str, frame: Frame) -> Option<Repl
         }
         Err(e) => return Some(from_error(&e)),
     };
+    let connection = found.connection;
     let caller = Caller {
         id: connection.user_id,
-        session: None,
+        session: found.session_id,
     };
     tracing::Span::current().record("user_id", caller.id);
     let chat_of = |requested: Option<i64>| -> Result<i64, Reply> {

@@ -79,6 +79,8 @@ pub enum Refusal {
     NotAMember,
     /// The account was deleted since the token was issued.
     AccountGone,
+    /// The token's session has ended (or it names none).
+    SessionEnded,
     Failed(Error),
 }
 
@@ -93,8 +95,8 @@ impl From<Error> for Refusal {
     }
 }
 
-/// Stores a new WebSocket connection, optionally scoped to one chat the user is in. The user's
-/// first connection makes them online, which their contacts hear of.
+/// Stores a new WebSocket connection of a live session, optionally scoped to one chat the user
+/// is in. The user's first connection makes them online, which their contacts hear of.
 #[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
 pub async fn connect(
     db: &PgPool,
@@ -113,7 +115,14 @@ pub async fn connect(
     if !swept.is_empty() {
         tracing::info!(count = swept.len(), "swept stale connections");
     }
-    let first = db::connections::insert(db, connection_id, caller.id, chat_id).await?;
+    let Some(session_id) = caller.session else {
+        return Err(Refusal::SessionEnded);
+    };
+    let Some(first) =
+        db::connections::insert(db, connection_id, caller.id, session_id, chat_id).await?
+    else {
+        return Err(Refusal::SessionEnded);
+    };
     db::users::touch_last_seen(db, caller.id).await?;
     tracing::info!(user_id = caller.id, ?chat_id, "connected");
     if !first {

@@ -66,7 +66,16 @@ pub struct ProfileUpdate {
     /// 8–256 characters.
     #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
-    /// Required with `password`.
+    /// Required with `password` or `email`. Wrong: 403 `wrong_password`; checked under the
+    /// account's login budget (429 with `Retry-After` once spent).
+    pub current_password: Option<String>,
+}
+
+/// The body of `DELETE /api/users/{user_id}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDeletion {
+    /// Required. Wrong: 403 `wrong_password`; checked under the account's login budget.
     pub current_password: Option<String>,
 }
 
