@@ -443,3 +443,40 @@ async fn a_session_ended_behind_the_apis_back_is_refused_on_the_next_request_and
         "nothing was sent"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_sessions_and_limits() {
+    let app = TestApp::spawn().await;
+    let doc = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    let paths = &doc.body["paths"];
+    for (path, method) in [
+        ("/api/auth/login", "post"),
+        ("/api/auth/register", "post"),
+        ("/api/users/{user_id}", "put"),
+        ("/api/users/{user_id}", "delete"),
+    ] {
+        let limited = &paths[path][method]["responses"]["429"];
+        assert!(
+            limited["headers"]["retry-after"].is_object(),
+            "{method} {path} lists 429 with Retry-After: {limited}"
+        );
+    }
+    for path in ["/api/auth/login", "/api/auth/refresh"] {
+        assert!(
+            paths[path]["post"]["responses"]["200"]["headers"]["cache-control"].is_object(),
+            "{path} says its tokens are not cached"
+        );
+    }
+    assert!(
+        paths["/api/users/{user_id}"]["delete"]["requestBody"].is_object(),
+        "deleting the account takes a body"
+    );
+    let bearer = doc.body["components"]["securitySchemes"]["bearer"]["description"]
+        .as_str()
+        .expect("the bearer scheme is described");
+    assert!(
+        bearer.contains("at+jwt") && bearer.contains("session_ended"),
+        "{bearer}"
+    );
+}
