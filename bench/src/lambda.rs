@@ -242,7 +242,12 @@ impl Setup {
         let user = &bench.seeded.lambda_user;
         let chat = bench.seeded.lambda_chat;
         let token = bench.token(user.id)?;
-        blockchat::db::connections::insert(&bench.pool, CONNECTION_ID, user.id, None).await?;
+        // The connection of the token's session, as `$connect` stores it: a frame of a
+        // connection without a live session is refused.
+        let session = bench.session(user.id)?;
+        blockchat::db::connections::insert(&bench.pool, CONNECTION_ID, user.id, session, None)
+            .await?
+            .context("the benchmark's session has ended")?;
         let mut events = Vec::new();
         for function in FUNCTIONS {
             let event = match function {

@@ -137,6 +137,9 @@ pub struct Bench {
     /// A pool on the big database as large as the gateway's, for the baselines and for set-up.
     pub pool: PgPool,
     pub keys: Arc<JwtKeys>,
+    /// A live session of every seeded user of the big database, by user id: access tokens name
+    /// one, and the gateway checks it on every request.
+    pub sessions: BTreeMap<i64, i64>,
     pub seeded: Seeded,
     pub small: SeededSmall,
     pub small_token: String,
@@ -149,10 +152,29 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// An access token as the gateway issues them, signed with the same key.
-    pub fn token(&self, user_id: i64) -> anyhow::Result<String> {
-        Ok(self.keys.issue_access(user_id, None)?)
+    /// The live session of a seeded user of the big database.
+    pub fn session(&self, user_id: i64) -> anyhow::Result<i64> {
+        self.sessions
+            .get(&user_id)
+            .copied()
+            .with_context(|| format!("user {user_id} has no session"))
     }
+
+    /// An access token as the gateway issues them, signed with the same key, of the user's
+    /// session.
+    pub fn token(&self, user_id: i64) -> anyhow::Result<String> {
+        Ok(self
+            .keys
+            .issue_access(user_id, Some(self.session(user_id)?))?)
+    }
+}
+
+/// Starts a session (a day long) for every user of a database, by user id.
+async fn start_sessions(pool: &PgPool) -> anyhow::Result<BTreeMap<i64, i64>> {
+    let sessions = blockchat::seed::sessions(pool, Duration::from_secs(86_400))
+        .await
+        .context("cannot start the benchmark's sessions")?;
+    Ok(sessions.into_iter().collect())
 }
 
 fn main() -> ExitCode {
@@ -305,8 +327,14 @@ async fn start_gateway(
         data_dir: data_dir.to_owned(),
         database_url: Some(database_url),
         jwt_secret: Some(jwt_secret.to_owned()),
-        // Tokens minted at the start must outlive a full run.
-        settings: BTreeMap::from([("ACCESS_TOKEN_TTL_SECS".to_owned(), "14400".to_owned())]),
+        settings: BTreeMap::from([
+            // Tokens minted at the start must outlive a full run.
+            ("ACCESS_TOKEN_TTL_SECS".to_owned(), "14400".to_owned()),
+            // The warm WebSocket rows send thousands of frames on one connection as fast as
+            // they are answered: the per-connection frame budget is still counted on every
+            // frame, in the same statement, but set beyond what a run sends.
+            ("WS_FRAMES_PER_WINDOW".to_owned(), "1000000000".to_owned()),
+        ]),
     };
     on_gateway(rt, move || blockchat_local::start(options)).await
 }
@@ -409,6 +437,16 @@ async fn measure(
     let postgres_version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&pool)
         .await?;
+    let sessions = start_sessions(&pool).await?;
+    let small_session = {
+        let small_pool = setup::pool(&server.url(setup::SMALL_DATABASE), 1).await?;
+        let sessions = start_sessions(&small_pool).await?;
+        small_pool.close().await;
+        sessions
+            .get(&small.reader.id)
+            .copied()
+            .context("the small database's reader has no session")?
+    };
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(1024)
@@ -426,10 +464,11 @@ async fn measure(
         ws_http: format!("http://{}", gateway.ws_addr()),
         pool,
         keys: state.keys.clone(),
+        sessions,
         small_token: small_gateway
             .state()
             .keys
-            .issue_access(small.reader.id, None)?,
+            .issue_access(small.reader.id, Some(small_session))?,
         seeded,
         small,
         push_concurrency: state.config.limits.push_concurrency,

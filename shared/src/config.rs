@@ -16,6 +16,8 @@ pub struct Config {
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// A session's absolute lifetime from its login; refreshing never extends it.
+    pub session_ttl: Duration,
     /// The API Gateway management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`
     /// in AWS, `http://127.0.0.1:3001` locally). `None` disables real-time push.
     pub ws_endpoint: Option<String>,
@@ -31,6 +33,9 @@ pub struct Limits {
     /// Failed logins from one client address within `login_window`.
     pub login_failures_per_address: i32,
     pub login_window: Duration,
+    /// Registrations from one client address within `registration_window`.
+    pub registrations_per_address: i32,
+    pub registration_window: Duration,
     /// How many PostToConnection calls one push keeps in flight.
     pub push_concurrency: usize,
     /// A member's `typing` is forwarded at most once per chat in this interval; the rest are
@@ -50,6 +55,8 @@ impl Default for Limits {
             login_failures_per_account: 10,
             login_failures_per_address: 100,
             login_window: Duration::from_secs(15 * 60),
+            registrations_per_address: 20,
+            registration_window: Duration::from_secs(3600),
             push_concurrency: 64,
             typing_interval: Duration::from_secs(3),
             connections_per_user: 10,
@@ -73,7 +80,8 @@ impl Config {
     /// Required: `DATABASE_URL`, `JWT_SECRET` (at least 32 bytes). Optional: `JWT_ISSUER`,
     /// `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`, `WS_ENDPOINT`,
     /// `DB_MAX_CONNECTIONS`, `LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_ADDRESS`,
-    /// `LOGIN_WINDOW_SECS`, `PUSH_CONCURRENCY`, `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`,
+    /// `LOGIN_WINDOW_SECS`, `REGISTRATIONS_PER_ADDRESS`, `REGISTRATION_WINDOW_SECS`,
+    /// `SESSION_TTL_SECS`, `PUSH_CONCURRENCY`, `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`,
     /// `WS_FRAMES_PER_WINDOW`, `WS_FRAME_WINDOW_SECS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -95,25 +103,31 @@ impl Config {
                 }),
             }
         };
+        let count = |name: &'static str, default: i32| -> Result<i32, ConfigError> {
+            Ok(i32::try_from(number(name, default as u64)?).unwrap_or(i32::MAX))
+        };
+        let seconds = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(number(name, default.as_secs())?))
+        };
         let database_url = SecretString::from(required("DATABASE_URL")?);
         let jwt_secret = SecretString::from(required("JWT_SECRET")?);
         check_jwt_secret(&jwt_secret)?;
         let defaults = Limits::default();
         let limits = Limits {
-            login_failures_per_account: i32::try_from(number(
+            login_failures_per_account: count(
                 "LOGIN_FAILURES_PER_ACCOUNT",
-                defaults.login_failures_per_account as u64,
-            )?)
-            .unwrap_or(i32::MAX),
-            login_failures_per_address: i32::try_from(number(
+                defaults.login_failures_per_account,
+            )?,
+            login_failures_per_address: count(
                 "LOGIN_FAILURES_PER_ADDRESS",
-                defaults.login_failures_per_address as u64,
-            )?)
-            .unwrap_or(i32::MAX),
-            login_window: Duration::from_secs(number(
-                "LOGIN_WINDOW_SECS",
-                defaults.login_window.as_secs(),
-            )?),
+                defaults.login_failures_per_address,
+            )?,
+            login_window: seconds("LOGIN_WINDOW_SECS", defaults.login_window)?,
+            registrations_per_address: count(
+                "REGISTRATIONS_PER_ADDRESS",
+                defaults.registrations_per_address,
+            )?,
+            registration_window: seconds("REGISTRATION_WINDOW_SECS", defaults.registration_window)?,
             push_concurrency: number("PUSH_CONCURRENCY", defaults.push_concurrency as u64)?.max(1)
                 as usize,
             typing_interval: Duration::from_millis(number(
@@ -145,6 +159,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(
                 number("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?.max(1),
             ),
+            session_ttl: Duration::from_secs(number("SESSION_TTL_SECS", 90 * 24 * 3600)?.max(1)),
             ws_endpoint: lookup("WS_ENDPOINT").filter(|v| !v.is_empty()),
             db_max_connections: u32::try_from(number("DB_MAX_CONNECTIONS", 2)?.max(1))
                 .unwrap_or(u32::MAX),
@@ -204,6 +219,8 @@ mod tests {
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.jwt_issuer, "blockchat");
         assert_eq!(c.db_max_connections, 2);
+        assert_eq!(c.session_ttl, Duration::from_secs(90 * 24 * 3600));
+        assert_eq!(c.limits.registrations_per_address, 20);
         assert!(c.ws_endpoint.is_none());
         assert_eq!(c.limits.typing_interval, Duration::from_secs(3));
         assert_eq!(c.limits.connections_per_user, 10);

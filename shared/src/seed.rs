@@ -215,6 +215,23 @@ pub struct Census {
     pub cursors_ahead: i64,
 }
 
+/// A live session of `lifetime` for every account: `(user_id, session_id)`, as a login would
+/// start them.
+pub async fn sessions(
+    db: impl PgExecutor<'_>,
+    lifetime: std::time::Duration,
+) -> Result<Vec<(i64, i64)>> {
+    let seconds = lifetime.as_secs_f64();
+    let rows = sqlx::query!(
+        "INSERT INTO sessions (user_id, expires_at)
+         SELECT id, now() + $1 * interval '1 second' FROM users RETURNING user_id, id",
+        seconds,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.id)).collect())
+}
+
 /// Counts the messages and what breaks the seeding rules. Since `(chat_id, seq)` is unique and
 /// `seq` positive, a chat whose count, newest `seq` and `last_seq` agree has `seq` 1 … n.
 pub async fn census(db: impl PgExecutor<'_>) -> Result<Census> {

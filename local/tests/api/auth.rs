@@ -29,16 +29,6 @@ async fn me(app: &TestApp, token: &str) -> Reply {
         .await
 }
 
-async fn refresh(app: &TestApp, refresh_token: &str) -> Reply {
-    app.call(
-        Method::POST,
-        "/api/auth/refresh",
-        None,
-        Some(json!({"refresh_token": refresh_token})),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn register_answers_the_new_user_without_secrets() {
     let app = TestApp::spawn().await;
@@ -199,7 +189,7 @@ async fn refresh_rotates_and_a_replayed_token_revokes_the_family() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
 
-    let first = refresh(&app, &alice.refresh_token).await;
+    let first = app.refresh(&alice.refresh_token).await;
     assert_eq!(first.status, 200, "{}", first.body);
     let new_refresh = first.body["refresh_token"]
         .as_str()
@@ -213,10 +203,10 @@ async fn refresh_rotates_and_a_replayed_token_revokes_the_family() {
     assert_eq!(me(&app, &new_access).await.status, 200);
 
     // The old one no longer works, and presenting it ends the session it was rotated into.
-    refresh(&app, &alice.refresh_token)
+    app.refresh(&alice.refresh_token)
         .await
         .assert_problem(401, "refresh_token_reused");
-    refresh(&app, &new_refresh)
+    app.refresh(&new_refresh)
         .await
         .assert_problem(401, "invalid_refresh_token");
 }
@@ -241,25 +231,25 @@ async fn a_replay_three_rotations_late_ends_that_session_and_no_other() {
 
     let mut chain = vec![alice.refresh_token.clone()];
     for _ in 0..3 {
-        let rotated = refresh(&app, chain.last().expect("a token")).await;
+        let rotated = app.refresh(chain.last().expect("a token")).await;
         let next = refresh_token_of(&rotated);
         assert!(!chain.contains(&next), "every rotation is a new token");
         chain.push(next);
     }
     // The stolen first token comes back after three rotations.
-    refresh(&app, &chain[0])
+    app.refresh(&chain[0])
         .await
         .assert_problem(401, "refresh_token_reused");
     // Every token of that session is dead, the newest included.
     for token in chain.iter().rev() {
-        refresh(&app, token)
+        app.refresh(token)
             .await
             .assert_problem(401, "invalid_refresh_token");
     }
 
     // The laptop's session lives on and keeps rotating.
     for _ in 0..2 {
-        let rotated = refresh(&app, &laptop_refresh).await;
+        let rotated = app.refresh(&laptop_refresh).await;
         laptop_refresh = refresh_token_of(&rotated);
         let access = rotated.body["access_token"].as_str().expect("access");
         let who = me(&app, access).await;
@@ -274,16 +264,9 @@ async fn a_replay_three_rotations_late_ends_that_session_and_no_other() {
 async fn logout_revokes_the_refresh_token() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let reply = app
-        .call(
-            Method::POST,
-            "/api/auth/logout",
-            None,
-            Some(json!({"refresh_token": alice.refresh_token})),
-        )
-        .await;
+    let reply = app.logout(&alice).await;
     assert_eq!(reply.status, 204);
-    refresh(&app, &alice.refresh_token)
+    app.refresh(&alice.refresh_token)
         .await
         .assert_problem(401, "invalid_refresh_token");
 }

@@ -114,6 +114,39 @@ impl TestApp {
             .await
     }
 
+    /// `DELETE /api/users/{id}` of `user`'s own account, with their password.
+    pub async fn delete_account(&self, user: &User) -> Reply {
+        self.call(
+            Method::DELETE,
+            &format!("/api/users/{}", user.id),
+            Some(&user.token),
+            Some(json!({"current_password": PASSWORD})),
+        )
+        .await
+    }
+
+    /// `POST /api/auth/refresh` with `refresh_token`; the answer as it comes.
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh_token})),
+        )
+        .await
+    }
+
+    /// `POST /api/auth/logout` with the session's refresh token; the answer as it comes.
+    pub async fn logout(&self, user: &User) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/auth/logout",
+            None,
+            Some(json!({"refresh_token": user.refresh_token})),
+        )
+        .await
+    }
+
     /// Logs in with JSON, as a client would; the answer as it comes.
     pub async fn login(&self, username: &str, password: &str) -> Reply {
         self.call(

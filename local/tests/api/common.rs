@@ -182,8 +182,11 @@ impl TestApp {
             blockchat::telemetry::init();
         }
         let db = TestDatabase::create(2).await;
-        let mut options_settings =
-            BTreeMap::from([("DB_MAX_CONNECTIONS".to_owned(), "4".to_owned())]);
+        // Every test client registers from 127.0.0.1; the registration limit has a test of its own.
+        let mut options_settings = BTreeMap::from([
+            ("DB_MAX_CONNECTIONS".to_owned(), "4".to_owned()),
+            ("REGISTRATIONS_PER_ADDRESS".to_owned(), "100000".to_owned()),
+        ]);
         options_settings.extend(
             settings
                 .iter()

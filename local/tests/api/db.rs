@@ -323,9 +323,14 @@ async fn connection_rows_tell_the_first_and_the_last_of_a_user_and_who_sees_what
     let elsewhere = group(pool, bob, &[]).await;
 
     let connect = |id: &'static str, user, scope| async move {
-        db::connections::insert(pool, id, user, scope)
+        let session =
+            db::sessions::insert(pool, user, chrono::Utc::now() + chrono::Duration::days(1))
+                .await
+                .expect("session");
+        db::connections::insert(pool, id, user, session, scope)
             .await
             .expect("insert connection")
+            .expect("a live session")
     };
     assert!(connect("alice-phone", alice, None).await, "the first");
     assert!(!connect("alice-laptop", alice, None).await, "not the first");
@@ -451,5 +456,139 @@ async fn when_a_group_loses_its_admin_the_longest_standing_member_is_promoted_on
             .await
             .expect("delete"),
         [alone]
+    );
+}
+
+#[tokio::test]
+async fn a_connection_needs_a_live_session_and_its_frames_see_the_session_end() {
+    let database = TestDatabase::create(2).await;
+    let pool = &database.pool;
+    let alice = user(pool, "alice").await;
+    let bob = user(pool, "bob").await;
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    let session = db::sessions::insert(pool, alice, tomorrow)
+        .await
+        .expect("session");
+    assert!(
+        db::sessions::is_live(pool, session, alice)
+            .await
+            .expect("live")
+    );
+    assert!(
+        !db::sessions::is_live(pool, session, bob)
+            .await
+            .expect("live"),
+        "a session is its user's only"
+    );
+    assert_eq!(
+        db::connections::insert(pool, "bobs", bob, session, None)
+            .await
+            .expect("insert"),
+        None,
+        "another user's session opens nothing"
+    );
+    db::connections::insert(pool, "phone", alice, session, None)
+        .await
+        .expect("insert")
+        .expect("a live session");
+    let window = std::time::Duration::from_secs(10);
+    let found = db::connections::find(pool, "phone", window)
+        .await
+        .expect("find")
+        .expect("stored");
+    assert!(found.live);
+    assert_eq!(found.session_id, Some(session));
+    assert_eq!(
+        found.connection.frames, 1,
+        "a live session's frame is counted"
+    );
+
+    assert!(db::sessions::revoke(pool, session).await.expect("revoke"));
+    let found = db::connections::find(pool, "phone", window)
+        .await
+        .expect("find")
+        .expect("still stored");
+    assert!(!found.live, "a frame sees the session end");
+    assert_eq!(
+        found.connection.frames, 1,
+        "an ended session's frame is not counted"
+    );
+    assert!(
+        !db::sessions::is_live(pool, session, alice)
+            .await
+            .expect("live")
+    );
+    assert_eq!(
+        db::connections::insert(pool, "laptop", alice, session, None)
+            .await
+            .expect("insert"),
+        None,
+        "an ended session opens no connection"
+    );
+    assert_eq!(
+        db::connections::delete_of_sessions(pool, &[session])
+            .await
+            .expect("delete"),
+        ["phone".to_owned()]
+    );
+
+    let expired = db::sessions::insert(
+        pool,
+        alice,
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+    )
+    .await
+    .expect("session");
+    assert!(
+        !db::sessions::is_live(pool, expired, alice)
+            .await
+            .expect("live")
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_counts_are_atomic_per_key_and_expired_rows_are_purged() {
+    let database = TestDatabase::create(8).await;
+    let pool = &database.pool;
+    let window = std::time::Duration::from_secs(60);
+    let key = db::rate_limits::hashed("account:1");
+    let mut hits = Vec::new();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let pool = pool.clone();
+            let key = key.clone();
+            tokio::spawn(async move { db::rate_limits::hit(&pool, &[(key, window)]).await })
+        })
+        .collect();
+    for task in tasks {
+        hits.push(task.await.expect("task").expect("hit")[0].hits);
+    }
+    hits.sort_unstable();
+    assert_eq!(
+        hits,
+        (1..=20).collect::<Vec<_>>(),
+        "every attempt sees its own count"
+    );
+
+    sqlx::query("INSERT INTO rate_limits (key, hits, expires_at) VALUES ('\\x00', 5, now() - interval '1 second')")
+        .execute(pool)
+        .await
+        .expect("an expired row");
+    db::rate_limits::hit(pool, &[(key.clone(), window)])
+        .await
+        .expect("hit");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM rate_limits WHERE expires_at < now()")
+        .fetch_one(pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "expired rows go on the next hit");
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key FROM rate_limits")
+        .fetch_all(pool)
+        .await
+        .expect("keys");
+    assert!(
+        stored
+            .iter()
+            .all(|k| k.len() == 32 && !k.starts_with(b"account"))
     );
 }

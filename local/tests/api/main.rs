@@ -19,4 +19,5 @@ mod messages;
 mod permissions;
 mod realtime;
 mod router;
+mod sessions;
 mod users;

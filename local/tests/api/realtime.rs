@@ -557,8 +557,8 @@ async fn a_connection_whose_disconnect_never_came_is_deleted_when_a_push_meets_4
 }
 
 /// Alice, the admin of a group with Bob and Carol, goes by a DELETE of the path that `going`
-/// makes of the chat and her id. Carol must hear Bob named the new admin, Bob having joined
-/// first.
+/// makes of the chat and her id (with her password, which deleting the account takes and leaving
+/// ignores). Carol must hear Bob named the new admin, Bob having joined first.
 async fn the_admin_goes_and_member_removed_names_the_new_admin(going: fn(i64, i64) -> String) {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -567,7 +567,14 @@ async fn the_admin_goes_and_member_removed_names_the_new_admin(going: fn(i64, i6
     let chat = app.group(&alice, "team", &[&bob, &carol]).await;
     let mut carol_socket = app.connect(&carol, None).await;
 
-    let gone = app.delete_as(&alice, &going(chat, alice.id)).await;
+    let gone = app
+        .call(
+            reqwest::Method::DELETE,
+            &going(chat, alice.id),
+            Some(&alice.token),
+            Some(json!({"current_password": crate::client::PASSWORD})),
+        )
+        .await;
     assert_eq!(gone.status, 204, "{}", gone.body);
     let removed = carol_socket.expect("member.removed").await;
     assert_eq!(removed["chat_id"], chat);

@@ -1,6 +1,8 @@
-//! The routers' extractors and rejections, one request at a time through `oneshot`: no gateway
-//! and no database. The pool points at a port nothing listens on and is never connected, so a
+//! The routers' extractors and rejections, one request at a time through `oneshot`: no gateway.
+//! Without a caller, the pool points at a port nothing listens on and is never connected, so a
 //! request that reached the database would fail instead of answering what is asserted here.
+//! Rejections that come after the caller is proven (the session check is a lookup) run over a
+//! database that holds nothing but that caller and their session ([`signed_in`]).
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
 use crate::client::Reply;
-use crate::common::TEST_JWT_SECRET;
+use crate::common::{TEST_JWT_SECRET, TestDatabase};
 
 const NOWHERE: &str = "postgres://nobody@127.0.0.1:1/none";
 
@@ -32,7 +34,36 @@ fn state() -> AppState {
     AppState::with_pool(config, pool)
 }
 
-/// A valid access token for user 1, signed as the routers expect.
+/// A state over a database that holds one user and a live session of theirs, and an access
+/// token of that session: for the rejections that come after the caller is proven.
+async fn signed_in() -> (TestDatabase, AppState, String) {
+    let database = TestDatabase::create(2).await;
+    let config = blockchat::Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(NOWHERE.to_owned()),
+        "JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
+        _ => None,
+    })
+    .expect("config");
+    let state = AppState::with_pool(config, database.pool.clone());
+    let user = blockchat::db::users::insert(&database.pool, "alice", "alice@example.com", "x")
+        .await
+        .expect("user");
+    let session = blockchat::db::sessions::insert(
+        &database.pool,
+        user.id,
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    )
+    .await
+    .expect("session");
+    let token = state
+        .keys
+        .issue_access(user.id, Some(session))
+        .expect("token");
+    (database, state, token)
+}
+
+/// A valid access token for user 1, signed as the routers expect (its session is never looked
+/// up: these requests are refused before).
 fn token(state: &AppState) -> String {
     state.keys.issue_access(1, None).expect("token")
 }
@@ -98,8 +129,7 @@ fn assert_names_field(reply: &Reply, field: &str) {
 
 #[tokio::test]
 async fn malformed_or_empty_json_is_400_malformed_json() {
-    let state = state();
-    let token = token(&state);
+    let (_database, state, token) = signed_in().await;
     for (path, token, body) in [
         ("/api/auth/register", None, "{\"username\": \"bob\","),
         ("/api/auth/register", None, ""),
@@ -122,8 +152,7 @@ async fn malformed_or_empty_json_is_400_malformed_json() {
 
 #[tokio::test]
 async fn json_of_the_wrong_shape_is_422_naming_the_field() {
-    let state = state();
-    let token = token(&state);
+    let (_database, state, token) = signed_in().await;
     let reply = send_with(
         &state,
         json_request("POST", "/api/chats", Some(&token), r#"{"user_ids": "bob"}"#),
@@ -148,8 +177,7 @@ async fn json_of_the_wrong_shape_is_422_naming_the_field() {
 
 #[tokio::test]
 async fn a_body_that_is_not_json_is_415() {
-    let state = state();
-    let token = token(&state);
+    let (_database, state, token) = signed_in().await;
     for (path, token, kind) in [
         ("/api/auth/register", None, "application/xml"),
         ("/api/auth/login", None, "text/html"),
@@ -177,8 +205,7 @@ async fn a_body_that_is_not_json_is_415() {
 
 #[tokio::test]
 async fn a_body_over_64_kib_is_413() {
-    let state = state();
-    let token = token(&state);
+    let (_database, state, token) = signed_in().await;
     let huge = json!({"content": "a".repeat(MAX_BODY_BYTES)}).to_string();
     let reply = send_with(
         &state,
@@ -275,8 +302,8 @@ async fn a_collection_route_is_the_same_with_a_trailing_slash() {
 
 #[tokio::test]
 async fn path_and_query_parameters_of_the_wrong_type_are_422_naming_where() {
-    let state = state();
-    let bearer = format!("Bearer {}", token(&state));
+    let (_database, state, token) = signed_in().await;
+    let bearer = format!("Bearer {token}");
     for path in [
         "/api/chats/abc",
         "/api/users/abc",

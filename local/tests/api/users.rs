@@ -178,8 +178,8 @@ async fn deleting_an_account_keeps_its_messages_as_from_a_deleted_account() {
     let chat = app.group(&alice, "team", &[&bob]).await;
     app.send(&bob, chat, "hello from bob").await;
 
-    let reply = app.delete_as(&bob, &format!("/api/users/{}", bob.id)).await;
-    assert_eq!(reply.status, 204);
+    let reply = app.delete_account(&bob).await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
     app.get_as(&bob, "/api/auth/me")
         .await
         .assert_problem(401, "account_deleted");

@@ -13,6 +13,18 @@ use crate::error::{Error, Result};
 
 pub const ACCESS_TYPE: &str = "access";
 
+/// The JOSE header `typ` of an access token (RFC 9068 §2.1), checked on the way in so that no
+/// other JWT signed with the same key passes for one.
+pub const ACCESS_JWT_TYPE: &str = "at+jwt";
+
+/// RFC 9068 §4: `at+jwt`, or the same as a full media type, ignoring case.
+fn is_access_jwt_type(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        t == ACCESS_JWT_TYPE || t == "application/at+jwt"
+    })
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
@@ -23,7 +35,7 @@ pub struct Claims {
     pub aud: String,
     pub jti: String,
     pub typ: String,
-    /// The session (refresh-token family) the token was issued for.
+    /// The session the token was issued for; required on the way in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<i64>,
 }
@@ -88,11 +100,13 @@ impl JwtKeys {
             typ: ACCESS_TYPE.into(),
             sid: session,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(Error::internal)
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(ACCESS_JWT_TYPE.into());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(Error::internal)
     }
 
-    /// Verifies signature, algorithm, issuer, audience, expiry, type and subject.
+    /// Verifies signature, algorithm, header type, issuer, audience, expiry, type and subject.
+    /// Whether its session still lives is the caller's next question (`service::sessions`).
     pub fn verify_access(&self, token: &str) -> Result<Claims> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
@@ -103,7 +117,10 @@ impl JwtKeys {
                 _ => Error::Unauthorized("invalid_token", "the access token is not valid"),
             })?;
         let claims = data.claims;
-        if claims.typ != ACCESS_TYPE || claims.sub != claims.user_id.to_string() {
+        if !is_access_jwt_type(data.header.typ.as_deref())
+            || claims.typ != ACCESS_TYPE
+            || claims.sub != claims.user_id.to_string()
+        {
             return Err(Error::Unauthorized(
                 "invalid_token",
                 "the access token is not valid",
@@ -165,6 +182,30 @@ mod tests {
         )
     }
 
+    /// Claims for user 1 as the API issues them, valid for ten minutes.
+    fn claims(sub: &str, sid: Option<i64>) -> Claims {
+        let now = now_secs();
+        Claims {
+            sub: sub.into(),
+            user_id: 1,
+            iat: now,
+            exp: now + 600,
+            iss: "blockchat".into(),
+            aud: "blockchat-api".into(),
+            jti: "x".into(),
+            typ: "access".into(),
+            sid,
+        }
+    }
+
+    /// A token signed with the test key, with the header `typ` given.
+    fn signed(claims: &Claims, typ: Option<&str>) -> String {
+        let secret = EncodingKey::from_secret(b"test-secret-that-is-long-enough-000000");
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = typ.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &secret).expect("encode")
+    }
+
     #[test]
     fn bearer_scheme_is_case_insensitive_and_required() {
         let mut headers = http::HeaderMap::new();
@@ -187,6 +228,24 @@ mod tests {
         assert_eq!(claims.exp - claims.iat, 900);
         assert_eq!(claims.typ, "access");
         assert_eq!(claims.sid, Some(7));
+    }
+
+    #[test]
+    fn access_tokens_are_typed_at_jwt_and_other_types_are_refused() {
+        let keys = keys();
+        let token = keys.issue_access(42, Some(7)).expect("token");
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        let claims = claims("1", Some(7));
+        for typ in [Some("JWT"), None, Some("id+jwt")] {
+            let token = signed(&claims, typ);
+            assert!(
+                keys.verify_access(&token).is_err(),
+                "typ {typ:?} must be refused"
+            );
+        }
+        let token = signed(&claims, Some("application/AT+JWT"));
+        assert!(keys.verify_access(&token).is_ok());
     }
 
     #[test]
@@ -240,21 +299,7 @@ mod tests {
     #[test]
     fn subject_must_match_user_id() {
         let keys = keys();
-        let now = now_secs();
-        let claims = Claims {
-            sub: "2".into(),
-            user_id: 1,
-            iat: now,
-            exp: now + 600,
-            iss: "blockchat".into(),
-            aud: "blockchat-api".into(),
-            jti: "x".into(),
-            typ: "access".into(),
-            sid: None,
-        };
-        let secret = EncodingKey::from_secret(b"test-secret-that-is-long-enough-000000");
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &secret).expect("encode");
+        let token = signed(&claims("2", None), Some(ACCESS_JWT_TYPE));
         assert!(keys.verify_access(&token).is_err());
     }
 }

@@ -17,49 +17,101 @@ pub struct ConnectionRow {
     pub frames: i32,
 }
 
-/// Stores a connection; answers whether it is the user's first live one.
+/// Stores a connection of a live session; answers whether it is the user's first live one, or
+/// `None` when the session has ended (nothing is stored then). The session row is share-locked,
+/// so a revocation either waits for this insert and then closes the connection, or is seen by it.
 pub async fn insert(
     db: impl PgExecutor<'_>,
     connection_id: &str,
     user_id: i64,
+    session_id: i64,
     chat_id: Option<i64>,
-) -> Result<bool> {
+) -> Result<Option<bool>> {
     Ok(sqlx::query_scalar!(
-        r#"WITH first AS (SELECT NOT EXISTS (SELECT 1 FROM ws_connections WHERE user_id = $2) AS f),
-                ins AS (INSERT INTO ws_connections (connection_id, user_id, chat_id)
-                        VALUES ($1, $2, $3)
+        r#"WITH live AS (SELECT id FROM sessions
+                         WHERE id = $4 AND user_id = $2 AND revoked_at IS NULL
+                           AND expires_at > now()
+                         FOR SHARE),
+                first AS (SELECT NOT EXISTS (SELECT 1 FROM ws_connections WHERE user_id = $2) AS f),
+                ins AS (INSERT INTO ws_connections (connection_id, user_id, chat_id, session_id)
+                        SELECT $1, $2, $3, id FROM live
                         ON CONFLICT (connection_id) DO UPDATE SET user_id = $2, chat_id = $3,
-                            last_seen_at = now())
-           SELECT f AS "first!" FROM first"#,
+                            session_id = excluded.session_id, last_seen_at = now())
+           SELECT f AS "first!" FROM first WHERE EXISTS (SELECT 1 FROM live)"#,
         connection_id,
         user_id,
         chat_id,
+        session_id,
     )
-    .fetch_one(db)
+    .fetch_optional(db)
     .await?)
 }
 
-/// The connection a frame came on, counting the frame: a new window of `window` starts when
-/// the last one is over. Runs for every frame, so the count costs no extra round trip.
+/// A connection as a frame finds it: `live` is false once its session has ended (or it has
+/// none), and then the frame is neither counted nor its `last_seen_at` touched.
+#[derive(Clone, Debug)]
+pub struct FrameConnection {
+    pub connection: ConnectionRow,
+    pub session_id: Option<i64>,
+    pub live: bool,
+}
+
+/// The connection a frame came on, with its session's state, counting the frame (a new window of
+/// `window` starts when the last one is over). The session check and the frame count of every
+/// frame are folded into the lookup the frame makes anyway: one statement, rows by primary key.
 pub async fn find(
     db: impl PgExecutor<'_>,
     connection_id: &str,
     window: Duration,
-) -> Result<Option<ConnectionRow>> {
+) -> Result<Option<FrameConnection>> {
     let window_ms = window.as_secs_f64() * 1000.0;
-    Ok(sqlx::query_as!(
-        ConnectionRow,
-        "UPDATE ws_connections SET last_seen_at = now(),
-             frames = CASE WHEN frames_since <= now() - $2 * interval '1 millisecond'
-                           THEN 1 ELSE frames + 1 END,
-             frames_since = CASE WHEN frames_since <= now() - $2 * interval '1 millisecond'
-                                 THEN now() ELSE frames_since END
-         WHERE connection_id = $1
-         RETURNING connection_id, user_id, chat_id, connected_at, frames",
+    let row = sqlx::query!(
+        r#"WITH c AS (
+               SELECT c.connection_id, c.user_id, c.chat_id, c.connected_at, c.session_id,
+                      c.frames, c.frames_since,
+                      COALESCE(s.revoked_at IS NULL AND s.expires_at > now(), false) AS live
+               FROM ws_connections c LEFT JOIN sessions s ON s.id = c.session_id
+               WHERE c.connection_id = $1),
+           counted AS (
+               UPDATE ws_connections w SET last_seen_at = now(),
+                   frames = CASE WHEN w.frames_since <= now() - $2 * interval '1 millisecond'
+                                 THEN 1 ELSE w.frames + 1 END,
+                   frames_since = CASE WHEN w.frames_since <= now() - $2 * interval '1 millisecond'
+                                       THEN now() ELSE w.frames_since END
+               WHERE w.connection_id = (SELECT connection_id FROM c WHERE live)
+               RETURNING w.frames)
+           SELECT c.connection_id AS "connection_id!", c.user_id AS "user_id!", c.chat_id,
+                  c.connected_at AS "connected_at!", c.session_id, c.live AS "live!",
+                  COALESCE((SELECT frames FROM counted), c.frames) AS "frames!"
+           FROM c"#,
         connection_id,
         window_ms,
     )
     .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| FrameConnection {
+        connection: ConnectionRow {
+            connection_id: row.connection_id,
+            user_id: row.user_id,
+            chat_id: row.chat_id,
+            connected_at: row.connected_at,
+            frames: row.frames,
+        },
+        session_id: row.session_id,
+        live: row.live,
+    }))
+}
+
+/// Forgets the connections of ended sessions; answers their ids, to close at API Gateway.
+pub async fn delete_of_sessions(
+    db: impl PgExecutor<'_>,
+    session_ids: &[i64],
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar!(
+        "DELETE FROM ws_connections WHERE session_id = ANY($1) RETURNING connection_id",
+        session_ids,
+    )
+    .fetch_all(db)
     .await?)
 }
 

@@ -3,10 +3,11 @@
 pub mod blocks;
 pub mod chats;
 pub mod connections;
-pub mod login_failures;
 pub mod members;
 pub mod messages;
+pub mod rate_limits;
 pub mod refresh_tokens;
+pub mod sessions;
 pub mod users;
 
 /// Escapes `%`, `_` and `\` for a `LIKE` pattern that matches a literal prefix.

@@ -77,8 +77,14 @@ pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<UserRow>> {
     .await?)
 }
 
-/// The user with the settings only they see: `(row, add_to_groups)`.
-pub async fn find_own(db: impl PgExecutor<'_>, id: i64) -> Result<Option<(UserRow, GroupAdds)>> {
+/// The user with the settings only they see: `(row, add_to_groups)`. With `session`, this is
+/// `/me`'s read with the session check folded in (the session by primary key, in the same
+/// statement): `None` once that session ended, as once the account went.
+pub async fn find_own(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    session: Option<i64>,
+) -> Result<Option<(UserRow, GroupAdds)>> {
     let row = sqlx::query!(
         r#"SELECT u.id, u.username, u.email, u.display_name, u.last_seen, u.created_at,
              CASE WHEN NOT EXISTS (SELECT 1 FROM ws_connections c WHERE c.user_id = u.id)
@@ -86,8 +92,14 @@ pub async fn find_own(db: impl PgExecutor<'_>, id: i64) -> Result<Option<(UserRo
                   WHEN u.status_choice = 'auto' THEN 'online'
                   ELSE u.status_choice END AS "status!: Status",
              u.add_to_groups AS "add_to_groups: GroupAdds"
-           FROM users u WHERE u.id = $1"#,
+           FROM users u
+           WHERE u.id = $1
+             AND ($2::bigint IS NULL
+                  OR EXISTS (SELECT 1 FROM sessions s
+                             WHERE s.id = $2 AND s.user_id = u.id AND s.revoked_at IS NULL
+                               AND s.expires_at > now()))"#,
         id,
+        session,
     )
     .fetch_optional(db)
     .await?;

@@ -79,6 +79,12 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "An access token (JWT, header `typ: at+jwt`) from login or refresh. It \
+                         names its session (`sid`): once the session ends (logout, a password \
+                         change, a refresh-token replay, account deletion, its lifetime) the \
+                         token is refused with 401 `session_ended`.",
+                    ))
                     .build(),
             ),
         );
@@ -132,7 +138,11 @@ impl Modify for StandardErrors {
                     add("422", "A parameter is invalid");
                 }
                 if secured {
-                    add("401", "Missing, malformed, expired or forged access token");
+                    add(
+                        "401",
+                        "Missing, malformed, expired or forged access token, or its session \
+                         ended (`session_ended`)",
+                    );
                 }
             }
         }

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::Result;
-use crate::http::extract::{AuthUser, Json, Path, Query};
+use crate::http::extract::{AuthUser, ClientIp, Json, JsonOrEmpty, Path, Query, TokenCaller};
 use crate::http::pagination::{PageQuery, next_page_headers};
 use crate::service::{auth, consent, presence, users};
 use crate::state::AppState;
-use crate::views::{ProfileUpdate, StatusUpdate, StatusView, UserView};
+use crate::views::{AccountDeletion, ProfileUpdate, StatusUpdate, StatusView, UserView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -65,9 +65,12 @@ pub async fn list_users(
 #[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = UserView),
-        (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token, or its session ended (`session_ended`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn me(user: AuthUser, State(state): State<AppState>) -> Result<axum::Json<UserView>> {
+pub async fn me(
+    TokenCaller(user): TokenCaller,
+    State(state): State<AppState>,
+) -> Result<axum::Json<UserView>> {
     auth::me(&state.db, user).await.map(axum::Json)
 }
 
@@ -90,44 +93,55 @@ pub async fn get_user(
 }
 
 /// `PUT /api/users/{user_id}` — change one's own profile, and who may add one to groups
-/// (`add_to_groups`). Changing the password ends every other session.
+/// (`add_to_groups`). Changing the password or the email takes `current_password`; changing the
+/// password ends every other session and closes their WebSockets.
 #[utoipa::path(put, path = "/api/users/{user_id}", tag = "users", security(("bearer" = [])),
     params(("user_id" = i64, Path)), request_body = ProfileUpdate,
     responses(
         (status = 200, description = "The updated user", body = UserView),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user, or a wrong current password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user (`not_yourself`), or a wrong current password (`wrong_password`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username or email taken", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or `current_password` missing for a new password or email", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many password attempts for this account or address; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn update_user(
     caller: AuthUser,
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(user_id): Path<i64>,
     Json(body): Json<ProfileUpdate>,
 ) -> Result<axum::Json<UserView>> {
-    users::update(&state.db, caller, user_id, body)
-        .await
-        .map(axum::Json)
+    let outcome =
+        users::update(&state.db, &state.config.limits, &ip, caller, user_id, body).await?;
+    Ok(axum::Json(state.push.deliver(outcome).await))
 }
 
-/// `DELETE /api/users/{user_id}` — delete one's own account. Sessions, connections and
-/// memberships go; messages stay, shown as from a deleted account.
+/// `DELETE /api/users/{user_id}` — delete one's own account, given `{current_password}`.
+/// Sessions, connections (closed) and memberships go; messages stay, shown as from a deleted
+/// account.
 #[utoipa::path(delete, path = "/api/users/{user_id}", tag = "users", security(("bearer" = [])),
-    params(("user_id" = i64, Path)),
+    params(("user_id" = i64, Path)), request_body = AccountDeletion,
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user (`not_yourself`), or a wrong current password (`wrong_password`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`current_password` missing", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many password attempts for this account or address; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn delete_user(
     caller: AuthUser,
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(user_id): Path<i64>,
+    JsonOrEmpty(body): JsonOrEmpty<AccountDeletion>,
 ) -> Result<StatusCode> {
-    let outcome = users::delete(&state.db, caller, user_id).await?;
+    let outcome =
+        users::delete(&state.db, &state.config.limits, &ip, caller, user_id, body).await?;
     state.push.deliver(outcome).await;
     Ok(StatusCode::NO_CONTENT)
 }

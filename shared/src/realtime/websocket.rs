@@ -16,7 +16,7 @@ use crate::db::connections::ConnectionRow;
 use crate::domain::Caller;
 use crate::error::Error;
 use crate::service::presence::Refusal;
-use crate::service::{Outcome, messages, presence};
+use crate::service::{Outcome, messages, presence, sessions};
 use crate::state::AppState;
 use crate::views::Reply;
 
@@ -143,6 +143,10 @@ async fn connect(
             respond(403, "not a member of that chat")
         }
         Err(Refusal::AccountGone) => respond(401, "this account no longer exists"),
+        Err(Refusal::SessionEnded) => {
+            tracing::info!("connect refused: session ended");
+            respond(401, "the session has ended; log in again")
+        }
         Err(Refusal::Failed(e)) => {
             tracing::error!(error = %e.chain(), "connect failed");
             respond(500, "internal error")
@@ -208,17 +212,31 @@ async fn frame(state: &AppState, connection_id: &str, body: &str) {
 /// for this connection, if any. Bad frames count too, so that a flood of any kind is cut.
 async fn answer(state: &AppState, connection_id: &str, body: &str) -> Option<Reply> {
     let limits = &state.config.limits;
-    let connection =
-        match db::connections::find(&state.db, connection_id, limits.frame_window).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return Some(error_reply(
-                    "unknown_connection",
-                    "this connection is not registered; reconnect",
-                ));
-            }
-            Err(e) => return Some(from_error(&e)),
-        };
+    let found = match db::connections::find(&state.db, connection_id, limits.frame_window).await {
+        Ok(Some(found)) if !found.live => {
+            // The session check of every frame rides on the same lookup.
+            let reply = error_reply(
+                "session_ended",
+                "the session of this connection has ended; log in again",
+            );
+            state.push.reply(connection_id, &reply).await;
+            state
+                .push
+                .deliver(sessions::end_connection(&state.db, connection_id).await)
+                .await;
+            return None;
+        }
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Some(error_reply(
+                "unknown_connection",
+                "this connection is not registered; reconnect",
+            ));
+        }
+        Err(e) => return Some(from_error(&e)),
+    };
+    let session = found.session_id;
+    let connection = found.connection;
     tracing::Span::current().record("user_id", connection.user_id);
     if connection.frames > limits.frames_per_window {
         // One error frame says why; the rest of the window's frames are dropped unanswered,
@@ -239,7 +257,7 @@ async fn answer(state: &AppState, connection_id: &str, body: &str) -> Option<Rep
         });
     }
     match parse_frame(body) {
-        Ok(frame) => act(state, connection_id, &connection, frame).await,
+        Ok(frame) => act(state, connection_id, &connection, session, frame).await,
         Err(reply) => Some(reply),
     }
 }
@@ -265,11 +283,12 @@ async fn act(
     state: &AppState,
     connection_id: &str,
     connection: &ConnectionRow,
+    session: Option<i64>,
     frame: Frame,
 ) -> Option<Reply> {
     let caller = Caller {
         id: connection.user_id,
-        session: None,
+        session,
     };
     let chat_of = |requested: Option<i64>| -> Result<i64, Reply> {
         let chat_id = match (requested, connection.chat_id) {

@@ -11,11 +11,13 @@
 //! `domain`, `auth` → `config`, `error`. Access rules live in [`access`].
 
 pub mod access;
+pub mod attempts;
 pub mod auth;
 pub mod chats;
 pub mod consent;
 pub mod messages;
 pub mod presence;
+pub mod sessions;
 pub mod users;
 
 use crate::views::Event;

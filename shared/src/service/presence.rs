@@ -81,6 +81,8 @@ pub enum Refusal {
     NotAMember,
     /// The account was deleted since the token was issued.
     AccountGone,
+    /// The token's session has ended (or it names none).
+    SessionEnded,
     Failed(Error),
 }
 
@@ -95,8 +97,8 @@ impl From<Error> for Refusal {
     }
 }
 
-/// Stores a new WebSocket connection, optionally scoped to one chat the user is in. The user's
-/// first connection makes them online, which their contacts hear of.
+/// Stores a new WebSocket connection of a live session, optionally scoped to one chat the user
+/// is in. The user's first connection makes them online, which their contacts hear of.
 ///
 /// A user holds at most `max_connections`: opening one more closes the oldest.
 #[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
@@ -118,7 +120,14 @@ pub async fn connect(
     if !swept.is_empty() {
         tracing::info!(count = swept.len(), "swept stale connections");
     }
-    let first = db::connections::insert(db, connection_id, caller.id, chat_id).await?;
+    let Some(session_id) = caller.session else {
+        return Err(Refusal::SessionEnded);
+    };
+    let Some(first) =
+        db::connections::insert(db, connection_id, caller.id, session_id, chat_id).await?
+    else {
+        return Err(Refusal::SessionEnded);
+    };
     let evicted =
         db::connections::evict_oldest(db, caller.id, connection_id, max_connections).await?;
     if !evicted.is_empty() {

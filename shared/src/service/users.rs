@@ -3,13 +3,14 @@
 use sqlx::PgPool;
 
 use crate::auth::password;
+use crate::config::Limits;
 use crate::db;
 use crate::db::users::ProfileChange;
 use crate::domain::{Caller, DisplayName, Email, Page, Password, Username};
 use crate::error::{Checks, Error, Result};
 use crate::service::chats::{Removal, leave_group};
-use crate::service::{Audience, Outcome};
-use crate::views::{ProfileUpdate, UserView};
+use crate::service::{Audience, Outcome, attempts, sessions};
+use crate::views::{AccountDeletion, ProfileUpdate, UserView};
 
 pub(crate) fn user_not_found() -> Error {
     Error::NotFound("user not found")
@@ -54,7 +55,7 @@ pub async fn list(
 #[tracing::instrument(skip_all, fields(caller = caller.id, user_id = user_id))]
 pub async fn find(db: &PgPool, caller: Caller, user_id: i64) -> Result<UserView> {
     if user_id == caller.id {
-        let (row, add_to_groups) = db::users::find_own(db, user_id)
+        let (row, add_to_groups) = db::users::find_own(db, user_id, None)
             .await?
             .ok_or_else(user_not_found)?;
         return Ok(UserView::own(row, add_to_groups));
@@ -65,40 +66,62 @@ pub async fn find(db: &PgPool, caller: Caller, user_id: i64) -> Result<UserView>
     Ok(UserView::public(row))
 }
 
-/// Changes one's own profile. A new password needs the current one and ends every other
-/// session.
+fn current_password_required(what: &str) -> Error {
+    Error::validation("current_password", format!("is required to {what}"))
+}
+
+/// Checks the caller's current password as a login would: counted under the account's budget
+/// (the one logins use) and the client address before it is verified; 403 when wrong, 429 once
+/// the budget is spent.
+async fn verify_current_password(
+    db: &PgPool,
+    limits: &Limits,
+    ip: &str,
+    user_id: i64,
+    current: String,
+) -> Result<()> {
+    let attempt = attempts::password(db, limits, &attempts::account_key(user_id), ip).await?;
+    let stored = db::users::password_hash(db, user_id).await?;
+    if !password::verify(current, stored).await? {
+        tracing::info!(user_id, "wrong current password");
+        return Err(Error::Forbidden(
+            "wrong_password",
+            "the current password is not correct",
+        ));
+    }
+    attempt.succeeded(db).await
+}
+
+/// Changes one's own profile. A new password or email needs the current password; a new
+/// password ends every other session and closes their connections.
 #[tracing::instrument(skip_all, fields(caller = caller.id, user_id = user_id))]
 pub async fn update(
     db: &PgPool,
+    limits: &Limits,
+    ip: &str,
     caller: Caller,
     user_id: i64,
     body: ProfileUpdate,
-) -> Result<UserView> {
+) -> Result<Outcome<UserView>> {
     require_self(db, caller, user_id, "you can only change your own profile").await?;
     let mut checks = Checks::new();
     let username = checks.check_some(body.username.map(Username::parse));
     let email = checks.check_some(body.email.map(Email::parse));
     let display_name = checks.check_some(body.display_name.map(DisplayName::parse));
     let new_password = checks.check_some(body.password.map(Password::parse));
-    if new_password.is_some() && body.current_password.is_none() {
-        checks.fail(Error::validation(
-            "current_password",
-            "is required to change the password",
+    let sensitive = new_password.is_some() || email.is_some();
+    if sensitive && body.current_password.is_none() {
+        checks.fail(current_password_required(
+            "change the password or the email",
         ));
     }
     checks.finish()?;
-    let new_hash = match (&new_password, body.current_password) {
-        (Some(new_password), Some(current)) => {
-            let stored = db::users::password_hash(db, user_id).await?;
-            if !password::verify(current, stored).await? {
-                return Err(Error::Forbidden(
-                    "wrong_password",
-                    "the current password is not correct",
-                ));
-            }
-            Some(password::hash(new_password).await?)
-        }
-        _ => None,
+    if let (true, Some(current)) = (sensitive, body.current_password) {
+        verify_current_password(db, limits, ip, user_id, current).await?;
+    }
+    let new_hash = match &new_password {
+        Some(new_password) => Some(password::hash(new_password).await?),
+        None => None,
     };
     let mut tx = db.begin().await?;
     let change = ProfileChange {
@@ -113,23 +136,35 @@ pub async fn update(
     if let Some(add_to_groups) = body.add_to_groups {
         db::users::set_add_to_groups(&mut *tx, user_id, add_to_groups).await?;
     }
-    if new_hash.is_some() {
-        db::refresh_tokens::revoke_user_except(&mut *tx, user_id, caller.session).await?;
-    }
-    let (row, add_to_groups) = db::users::find_own(&mut *tx, user_id)
+    let close = match new_hash {
+        Some(_) => sessions::end_others(&mut tx, user_id, caller.session).await?,
+        None => Vec::new(),
+    };
+    let (row, add_to_groups) = db::users::find_own(&mut *tx, user_id, None)
         .await?
         .ok_or_else(user_not_found)?;
     tx.commit().await?;
-    Ok(UserView::own(row, add_to_groups))
+    Ok(Outcome::quiet(UserView::own(row, add_to_groups)).close(close))
 }
 
 /// Deletes one's own account. Sessions, connections and memberships go; messages stay, shown
 /// as from a deleted account. Groups are left the way a member leaves them: where the account
 /// was the last admin, admin passes on (and the events name the new admin); groups it was
-/// alone in go.
+/// alone in go. It takes the current password, checked as for a password change.
 #[tracing::instrument(skip_all, fields(caller = caller.id, user_id = user_id))]
-pub async fn delete(db: &PgPool, caller: Caller, user_id: i64) -> Result<Outcome<()>> {
+pub async fn delete(
+    db: &PgPool,
+    limits: &Limits,
+    ip: &str,
+    caller: Caller,
+    user_id: i64,
+    body: AccountDeletion,
+) -> Result<Outcome<()>> {
     require_self(db, caller, user_id, "you can only delete your own account").await?;
+    let Some(current) = body.current_password else {
+        return Err(current_password_required("delete the account"));
+    };
+    verify_current_password(db, limits, ip, user_id, current).await?;
     let connections = db::connections::of_user(db, user_id).await?;
     let chats = db::members::chats_of(db, user_id).await?;
     let mut tx = db.begin().await?;

@@ -17,4 +17,4 @@ pub use messages::{
     Author, MarkRead, MessageEdit, MessageQuery, MessageView, NewMessage, ReadCursorView,
     ReadCursors, ReadReceipt, ReadStatus,
 };
-pub use users::{ProfileUpdate, StatusUpdate, StatusView, UserView};
+pub use users::{AccountDeletion, ProfileUpdate, StatusUpdate, StatusView, UserView};

@@ -72,11 +72,20 @@ pub struct ProfileUpdate {
     /// 8–256 characters.
     #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
-    /// Required with `password`.
+    /// Required with `password` or `email`. Wrong: 403 `wrong_password`; checked under the
+    /// account's login budget (429 with `Retry-After` once spent).
     pub current_password: Option<String>,
     /// Who may add the user to groups: `everyone` (the default), `contacts` (people who
     /// already share a chat with them) or `nobody`.
     pub add_to_groups: Option<GroupAdds>,
+}
+
+/// The body of `DELETE /api/users/{user_id}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDeletion {
+    /// Required. Wrong: 403 `wrong_password`; checked under the account's login budget.
+    pub current_password: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
