@@ -11,9 +11,11 @@
 //! layer whose ARN differs per Region, partition and architecture (and its version per Region),
 //! so the template would have to carry a table of them, and it runs as a second process in
 //! every execution environment. This client shares the runtime, the HTTPS client (rustls over
-//! `ring`) and the environment credentials that the management API client already links, so it
-//! costs the binaries a few hundred KB and the deployment nothing; it is called once per secret
-//! per cold start, both secrets at once.
+//! `ring`) and the environment credentials that the management API client already links and
+//! costs the deployment nothing; it is called once per secret per cold start, both secrets at
+//! once. It does cost size: the `auth` release binary grows by 2.4 MB (7.6 to 10.0 MB), which
+//! is why the client sits behind [`SecretSource`]: a smaller reader (the extension's
+//! `localhost:2773` over the hyper client already linked) can replace it alone.
 
 use std::future::Future;
 use std::time::Duration;
