@@ -7,28 +7,27 @@
 //! [`Config::from_lookup`](crate::config::Config::from_lookup) reads. Where no ARN is set (the
 //! local gateway, tests, a plain `DATABASE_URL`) nothing here runs and no client is built.
 //!
-//! Why the SDK rather than the AWS Parameters and Secrets Lambda Extension: the extension is a
-//! layer whose ARN differs per Region, partition and architecture (and its version per Region),
-//! so the template would have to carry a table of them, and it runs as a second process in
-//! every execution environment. This client shares the runtime, the HTTPS client (rustls over
-//! `ring`) and the environment credentials that the management API client already links and
-//! costs the deployment nothing; it is called once per secret per cold start, both secrets at
-//! once. It does cost size: the `auth` release binary grows by 2.4 MB (7.6 to 10.0 MB), which
-//! is why the client sits behind [`SecretSource`]: a smaller reader (the extension's
-//! `localhost:2773` over the hyper client already linked) can replace it alone.
+//! Why a direct call rather than the AWS Parameters and Secrets Lambda Extension: the
+//! extension is a layer whose ARN differs per Region, partition and architecture (and its
+//! version per Region), so the template would have to carry a table of them, and it runs as a
+//! second process in every execution environment. Why not the SDK client: its code is linked
+//! into every function (release `auth`: 7.7 MB without a reader, 10.0 MB with the SDK client,
+//! 8.1 MB with this call; `users`, which links the SDK runtime for pushes: 9.4, 9.8 and
+//! 9.6 MB). [`SecretsManager`] makes the one call, `GetSecretValue`, itself: a SigV4-signed
+//! JSON POST (`aws-sigv4`, which the management API client's runtime links) over the hyper and
+//! rustls-on-`ring` stack the binaries link already, with the credentials and Region Lambda
+//! puts in the environment. It is called once per secret per cold start, both secrets at once,
+//! and sits behind [`SecretSource`], so the tests (and any other reader) can stand in for it.
+
+mod manager;
 
 use std::future::Future;
-use std::time::Duration;
 
-use aws_config::environment::{
-    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
-};
-use aws_config::meta::region::ProvideRegion;
-use aws_sdk_secretsmanager::config::BehaviorVersion;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+
+pub use manager::{ENDPOINT_VARIABLE, SecretsManager, SecretsManagerError};
 
 /// The ARN of the JWT signing key's secret; replaces `JWT_SECRET`.
 pub const JWT_SECRET_ARN: &str = "JWT_SECRET_ARN";
@@ -39,6 +38,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
+    #[error("the Secrets Manager client cannot be set up: {0}")]
+    Client(SecretsManagerError),
     #[error("{plain} and {arn} are both set; set only one of them")]
     Conflict {
         plain: &'static str,
@@ -79,7 +80,8 @@ pub async fn resolve_from_env() -> Result<Resolved, SecretsError> {
     {
         return Ok(Resolved::default());
     }
-    resolve(lookup, &SecretsManager::from_env().await).await
+    let source = SecretsManager::from_env().map_err(SecretsError::Client)?;
+    resolve(lookup, &source).await
 }
 
 /// Where secret strings come from: Secrets Manager, or a table in tests.
@@ -88,6 +90,12 @@ pub(crate) trait SecretSource {
         &self,
         arn: &str,
     ) -> impl Future<Output = Result<SecretString, BoxError>> + Send;
+}
+
+impl SecretSource for SecretsManager {
+    async fn secret_string(&self, arn: &str) -> Result<SecretString, BoxError> {
+        Ok(self.get_secret_value(arn).await?)
+    }
 }
 
 /// Reads the secrets named by `JWT_SECRET_ARN` and `DATABASE_SECRET_ARN` (both at once), and
@@ -223,49 +231,6 @@ fn url_host(host: &str) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
     name_like.then(|| host.to_owned())
-}
-
-/// Secrets Manager through the AWS SDK, with the credentials and Region Lambda puts in the
-/// environment (the same narrow chain as the management API client, see `push`).
-pub struct SecretsManager {
-    client: aws_sdk_secretsmanager::Client,
-}
-
-impl SecretsManager {
-    pub async fn from_env() -> Self {
-        // Init has 10 s in all; a stuck call must leave room for a retry and a clear error.
-        let timeouts = aws_smithy_types::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(3))
-            .operation_timeout(Duration::from_secs(7))
-            .build();
-        let config = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(crate::push::http_client())
-            .region(EnvironmentVariableRegionProvider::new().region().await)
-            .credentials_provider(EnvironmentVariableCredentialsProvider::new())
-            .timeout_config(timeouts)
-            .build();
-        Self {
-            client: aws_sdk_secretsmanager::Client::from_conf(config),
-        }
-    }
-}
-
-impl SecretSource for SecretsManager {
-    async fn secret_string(&self, arn: &str) -> Result<SecretString, BoxError> {
-        let output = self
-            .client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .map_err(|e| DisplayErrorContext(e).to_string())?;
-        let value = output
-            .secret_string
-            .ok_or("the secret holds binary data, not a string")?;
-        Ok(SecretString::from(value))
-    }
 }
 
 #[cfg(test)]
