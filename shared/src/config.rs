@@ -1,8 +1,17 @@
 //! Runtime configuration, read once per cold start from the environment.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+/// The certificate authorities of Amazon RDS (per Region, 2024 generation) and of RDS Proxy
+/// (Amazon Trust Services), trusted for `sslmode=verify-full` unless `DATABASE_CA_FILE` or the
+/// URL's `sslrootcert` names other ones. Built into the binary so that every function package
+/// carries it; see the README's Deploy section for where it comes from and how to refresh it.
+pub const RDS_CA_BUNDLE: &[u8] = include_bytes!("../certs/rds-ca-bundle.pem");
 
 /// The smallest signing secret we accept: HS256 wants at least 256 bits of key.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -11,6 +20,9 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: SecretString,
+    /// PEM file of the certificate authorities that sign the database's certificate; `None`
+    /// trusts [`RDS_CA_BUNDLE`].
+    pub database_ca_file: Option<PathBuf>,
     pub jwt_secret: SecretString,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -77,8 +89,8 @@ pub enum ConfigError {
 impl Config {
     /// Reads the configuration from the process environment.
     ///
-    /// Required: `DATABASE_URL`, `JWT_SECRET` (at least 32 bytes). Optional: `JWT_ISSUER`,
-    /// `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`, `WS_ENDPOINT`,
+    /// Required: `DATABASE_URL`, `JWT_SECRET` (at least 32 bytes). Optional: `DATABASE_CA_FILE`,
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`, `WS_ENDPOINT`,
     /// `DB_MAX_CONNECTIONS`, `LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_ADDRESS`,
     /// `LOGIN_WINDOW_SECS`, `REGISTRATIONS_PER_ADDRESS`, `REGISTRATION_WINDOW_SECS`,
     /// `SESSION_TTL_SECS`, `PUSH_CONCURRENCY`, `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`,
@@ -148,6 +160,9 @@ impl Config {
         };
         Ok(Self {
             database_url,
+            database_ca_file: lookup("DATABASE_CA_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             jwt_secret,
             jwt_issuer: lookup("JWT_ISSUER")
                 .filter(|v| !v.is_empty())
@@ -165,6 +180,75 @@ impl Config {
                 .unwrap_or(u32::MAX),
             limits,
         })
+    }
+}
+
+impl Config {
+    /// The connection options of `DATABASE_URL`, refusing any TLS mode weaker than
+    /// `sslmode=verify-full` (which checks the certificate's chain *and* its name) unless the
+    /// server is on this machine: a loopback address, `localhost` or a Unix socket.
+    /// `require` and `verify-ca` still let anyone with a certificate from a trusted
+    /// authority (any RDS customer, for the RDS authorities) stand in for the database, and
+    /// `prefer`, `allow` and no `sslmode` at all silently fall back to plaintext.
+    ///
+    /// Checked here, where a pool is built, rather than in [`Config::from_lookup`]: callers
+    /// that only sign tokens need no database.
+    pub fn database_options(&self) -> Result<PgConnectOptions, ConfigError> {
+        let url = self.database_url.expose_secret();
+        // sqlx's parse errors name the part that is wrong, never the URL or its password.
+        let options: PgConnectOptions = url.parse().map_err(|e| ConfigError::Invalid {
+            name: "DATABASE_URL",
+            reason: format!("not a PostgreSQL URL ({e})"),
+        })?;
+        let mode = options.get_ssl_mode();
+        if !is_on_this_machine(&options) && !matches!(mode, PgSslMode::VerifyFull) {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_URL",
+                reason: format!(
+                    "sslmode={} does not verify the server's certificate and name; a database \
+                     that is not on this machine needs sslmode=verify-full",
+                    ssl_mode_name(mode)
+                ),
+            });
+        }
+        if !matches!(mode, PgSslMode::VerifyFull | PgSslMode::VerifyCa) {
+            return Ok(options);
+        }
+        Ok(match &self.database_ca_file {
+            Some(path) => options.ssl_root_cert(path),
+            None if names_root_cert(url) => options,
+            None => options.ssl_root_cert_from_pem(RDS_CA_BUNDLE.to_vec()),
+        })
+    }
+}
+
+/// A Unix socket, `localhost` or a loopback address: traffic that never leaves the host.
+fn is_on_this_machine(options: &PgConnectOptions) -> bool {
+    let host = options.get_host();
+    if options.get_socket().is_some() || host.starts_with('/') {
+        return true;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether the URL names its own certificate authorities (`sslrootcert` or its aliases).
+fn names_root_cert(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.query_pairs()
+            .any(|(k, _)| matches!(&*k, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+    })
+}
+
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer (the default when sslmode is not given)",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
     }
 }
 
@@ -235,5 +319,95 @@ mod tests {
         ])
         .expect_err("must refuse");
         assert!(err.to_string().contains("ACCESS_TOKEN_TTL_SECS"));
+    }
+
+    fn database(url: &str) -> Result<PgConnectOptions, ConfigError> {
+        config(&[("DATABASE_URL", url), ("JWT_SECRET", SECRET)])
+            .expect("valid config")
+            .database_options()
+    }
+
+    #[test]
+    fn a_remote_database_without_verify_full_is_refused() {
+        for query in [
+            "",
+            "?sslmode=disable",
+            "?sslmode=allow",
+            "?sslmode=prefer",
+            "?sslmode=require",
+            "?sslmode=verify-ca",
+        ] {
+            let url =
+                format!("postgres://app:hunter2@db.abc.eu-west-1.rds.amazonaws.com/chat{query}");
+            let err = database(&url).expect_err(&url);
+            let message = err.to_string();
+            assert!(
+                message.starts_with("DATABASE_URL is not valid"),
+                "{message}"
+            );
+            assert!(message.contains("sslmode=verify-full"), "{message}");
+            assert!(
+                !message.contains("hunter2"),
+                "the error quotes the password: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_remote_database_with_verify_full_is_accepted() {
+        let options = database("postgres://app:pw@10.1.2.3:5432/chat?sslmode=verify-full")
+            .expect("verified TLS is enough");
+        assert!(matches!(options.get_ssl_mode(), PgSslMode::VerifyFull));
+        let with_own_ca = config(&[
+            (
+                "DATABASE_URL",
+                "postgres://app:pw@db.example/chat?sslmode=verify-full",
+            ),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_CA_FILE", "/var/task/ca.pem"),
+        ])
+        .expect("valid config");
+        assert_eq!(
+            with_own_ca.database_ca_file.as_deref(),
+            Some(std::path::Path::new("/var/task/ca.pem"))
+        );
+        with_own_ca
+            .database_options()
+            .expect("verified TLS is enough");
+    }
+
+    #[test]
+    fn loopback_and_unix_sockets_may_connect_in_plaintext() {
+        for url in [
+            "postgres://postgres@localhost:5432/x",
+            "postgres://postgres@LOCALHOST/x?sslmode=disable",
+            "postgres://nobody@127.0.0.1:1/none",
+            "postgres://postgres@127.9.9.9/x?sslmode=prefer",
+            "postgres://postgres@[::1]:5432/x",
+            "postgres://postgres@localhost/x?host=/tmp/pg-socket",
+            "postgres://postgres@db.example/x?host=/var/run/postgresql",
+        ] {
+            database(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
+    fn hosts_that_only_look_local_are_remote() {
+        for url in [
+            "postgres://p@localhost.example.com/x",
+            "postgres://p@127.0.0.1.nip.io/x",
+            "postgres://p@10.0.0.1/x?sslmode=require",
+        ] {
+            database(url).expect_err(url);
+        }
+    }
+
+    #[test]
+    fn the_bundled_authorities_are_certificates() {
+        let pem = std::str::from_utf8(RDS_CA_BUNDLE).expect("PEM is text");
+        let begins = pem.matches("-----BEGIN CERTIFICATE-----").count();
+        let ends = pem.matches("-----END CERTIFICATE-----").count();
+        assert_eq!(begins, ends);
+        assert!(begins >= 90, "{begins} certificates");
     }
 }

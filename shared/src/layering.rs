@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("realtime", 6),
     ("state", 5),
     ("push", 4),
+    ("secrets", 4),
     ("service", 3),
     ("db", 2),
     ("seed", 2),

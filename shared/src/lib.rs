@@ -7,6 +7,7 @@
 //!    [`realtime`] (the WebSocket API's handler); neither imports the other;
 //! 2. [`state`]: what the handlers share, built once per cold start;
 //! 3. [`push`]: delivers the notices of a use case through the API Gateway management API;
+//!    [`secrets`]: reads the deployment's secrets from Secrets Manager at cold start;
 //! 4. [`service`]: the use cases, free of transport, and the access rules;
 //! 5. [`db`] (every SQL statement), [`views`] (every wire shape), [`domain`] (parsed values
 //!    and enums), [`auth`] (passwords and tokens);
@@ -22,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod push;
 pub mod realtime;
+pub mod secrets;
 #[cfg(feature = "seed")]
 pub mod seed;
 pub mod service;

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 use crate::auth::tokens::JwtKeys;
 use crate::config::{Config, ConfigError};
 use crate::push::{CredentialsSource, Push};
+use crate::secrets::{self, SecretsError};
 
 /// Cheap to clone: a pool handle and a few `Arc`s.
 #[derive(Clone)]
@@ -24,16 +24,20 @@ pub struct AppState {
 pub enum StateError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
-    DatabaseUrl(sqlx::Error),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
 }
 
 impl AppState {
-    /// Reads [`Config::from_env`] and builds the state for AWS: the pool connects lazily and
+    /// Reads the configuration from the environment, with `JWT_SECRET` and `DATABASE_URL`
+    /// taken from Secrets Manager where `JWT_SECRET_ARN` and `DATABASE_SECRET_ARN` are set
+    /// (once, here, at cold start), and builds the state for AWS: the pool connects lazily and
     /// the management API client is built on the first push, so a cold start pays for either
     /// only when a request needs it; pushes use the function's own AWS credentials.
-    pub fn from_env() -> Result<Self, StateError> {
-        let config = Config::from_env()?;
+    pub async fn from_env() -> Result<Self, StateError> {
+        let resolved = secrets::resolve_from_env().await?;
+        let config =
+            Config::from_lookup(|name| resolved.get(name).or_else(|| std::env::var(name).ok()))?;
         let db = Self::lazy_pool(&config)?;
         Ok(Self::build(config, db, CredentialsSource::Environment))
     }
@@ -44,12 +48,10 @@ impl AppState {
         Ok(Self::with_pool(config, db))
     }
 
+    /// A pool over [`Config::database_options`], which refuses unverified TLS to a database
+    /// that is not on this machine.
     fn lazy_pool(config: &Config) -> Result<PgPool, StateError> {
-        let options: PgConnectOptions = config
-            .database_url
-            .expose_secret()
-            .parse()
-            .map_err(StateError::DatabaseUrl)?;
+        let options = config.database_options()?;
         let db = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))

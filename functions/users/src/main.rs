@@ -5,6 +5,6 @@ use blockchat::http::{Group, app};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     blockchat::telemetry::init();
-    let state = blockchat::AppState::from_env()?;
+    let state = blockchat::AppState::from_env().await?;
     lambda_http::run(app(Group::Users, state)).await
 }

@@ -10,7 +10,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     blockchat::telemetry::init();
-    let state = blockchat::AppState::from_env()?;
+    let state = blockchat::AppState::from_env().await?;
     let state = &state;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
