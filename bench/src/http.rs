@@ -34,7 +34,7 @@ fn bearer(bench: &Bench, user: &User) -> anyhow::Result<String> {
 /// Which chat client `client` sends to on its `iteration`-th message: with `chats` chats and
 /// `clients` clients the clients walk the chats in step, so that no two write to one chat at a
 /// time unless there are more clients than chats.
-fn chat_index(client: usize, iteration: u64, clients: usize, chats: usize) -> usize {
+pub fn chat_index(client: usize, iteration: u64, clients: usize, chats: usize) -> usize {
     let step = usize::try_from(iteration)
         .unwrap_or(0)
         .wrapping_mul(clients);
@@ -178,33 +178,6 @@ pub async fn me(
         })
     };
     paired(bench.plan.runs, bench.cores, me, constant).await
-}
-
-/// The read `GET /api/auth/me` makes (`db::users::find`), straight through sqlx from as many
-/// tasks: the database's own part of the request.
-pub async fn me_read(bench: &Bench, clients: usize) -> anyhow::Result<Summary> {
-    let ids: Arc<Vec<i64>> = Arc::new(
-        bench.seeded.senders[..clients]
-            .iter()
-            .map(|u| u.id)
-            .collect(),
-    );
-    let mut samples = Vec::with_capacity(bench.plan.runs);
-    for _ in 0..bench.plan.runs {
-        let (pool, ids) = (bench.pool.clone(), ids.clone());
-        let sample = closed_loop(clients, bench.plan.window, &bench.meter, move |c, _| {
-            let (pool, id) = (pool.clone(), ids[c]);
-            async move {
-                db::users::find(&pool, id)
-                    .await?
-                    .context("the user is gone")?;
-                Ok(())
-            }
-        })
-        .await?;
-        samples.push(sample);
-    }
-    Ok(Summary::of(&samples, bench.cores))
 }
 
 /// `POST /api/auth/login` from `clients` clients, each its own account, back to back.

@@ -16,6 +16,7 @@ mod http;
 mod lambda;
 mod load;
 mod report;
+mod session;
 mod setup;
 
 use std::collections::BTreeMap;
@@ -502,6 +503,11 @@ async fn workloads(bench: &Bench, setting: &Setting, report: &mut Report) -> any
         let (sent, straight) = http::send(bench, clients, chats).await?;
         report.send(clients, sent, straight);
     }
+    if want("send") {
+        progress("the session check on a send's statements, 16 clients");
+        let (checked, unchecked) = session::send(bench, 16).await?;
+        report.session_send(16, checked, unchecked);
+    }
     if want("hot") {
         progress("send, one hot chat, 16 clients");
         let (sent, straight) = http::send(bench, 16, 1).await?;
@@ -516,7 +522,8 @@ async fn workloads(bench: &Bench, setting: &Setting, report: &mut Report) -> any
         progress("GET /api/auth/me");
         let (me, constant) = http::me(bench, 16, bench.plan.window).await?;
         let (me_alone, constant_alone) = http::me_alone(bench).await?;
-        let read = http::me_read(bench, 16).await?;
+        let (read, unchecked) = session::me_read(bench, 16).await?;
+        report.session_me(16, read.clone(), unchecked);
         report.me(16, me, constant, read, &me_alone, &constant_alone);
     }
     if want("login") {

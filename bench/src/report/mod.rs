@@ -72,6 +72,10 @@ pub struct Report {
     hot: Option<Versus>,
     list: Option<Versus>,
     me: Option<MeFigures>,
+    /// `/me`'s read with its session check beside the same read without it.
+    session_me: Option<Versus>,
+    /// A send's statements with the session lookup beside the insert alone.
+    session_send: Option<Versus>,
     login: Option<LoginFigures>,
     fanout: Option<FanOut>,
     cold: Vec<ColdStarts>,
@@ -166,6 +170,8 @@ impl Report {
             hot: None,
             list: None,
             me: None,
+            session_me: None,
+            session_send: None,
             login: None,
             fanout: None,
             cold: Vec::new(),
@@ -216,6 +222,22 @@ impl Report {
             alone_p50: alone.quantile_ms(0.5),
             alone_p99: alone.quantile_ms(0.99),
             constant_alone_p50: constant_alone.quantile_ms(0.5),
+        });
+    }
+
+    pub fn session_me(&mut self, clients: usize, checked: Summary, unchecked: Summary) {
+        self.session_me = Some(Versus {
+            clients,
+            measured: checked,
+            baseline: unchecked,
+        });
+    }
+
+    pub fn session_send(&mut self, clients: usize, checked: Summary, unchecked: Summary) {
+        self.session_send = Some(Versus {
+            clients,
+            measured: checked,
+            baseline: unchecked,
         });
     }
 

@@ -52,6 +52,9 @@ impl Report {
         if let Some(text) = self.me_note(cores) {
             notes.push(Note::new("`GET /api/auth/me`", text));
         }
+        if let Some(text) = self.session_note() {
+            notes.push(Note::new("Session check", text));
+        }
         if let Some(text) = self.login_note(cores) {
             notes.push(Note::new("Login", text));
         }
@@ -77,10 +80,10 @@ impl Report {
             "Each client sends `POST /api/chats/{{id}}/messages` with a short text, to 64 group \
              chats of 64 members, walking the chats in step so that no two clients write to one \
              chat at once. A send takes the whole deployed path but the network: the payload-2.0 \
-             event, `lambda_http`'s adapter, the messages router, the JWT check, the insert (one \
-             statement: the chat's counter, the row, the sender's read cursor, and the list of \
-             the members' live connections to push the message to; none are connected here), and \
-             the JSON answer. The baseline is `blockchat::db::messages::insert`, the same statement, from as \
+             event, `lambda_http`'s adapter, the messages router, the JWT check, the session's \
+             lookup, the insert (one statement: the chat's counter, the row, the sender's read \
+             cursor, and the list of the members' live connections to push the message to; none \
+             are connected here), and the JSON answer. The baseline is `blockchat::db::messages::insert`, the same statement, from as \
              many tasks on a sqlx pool as large as the gateway's ({} connections): what PostgreSQL \
              commits on this machine with nothing in front of it.\n\n\
              At 16 clients the CPU per send was {}; the baseline's {}.{}{}",
@@ -173,11 +176,11 @@ impl Report {
     fn me_note(&self, cores: usize) -> Option<String> {
         let me = self.me.as_ref()?;
         let mut text = format!(
-            "`GET /api/auth/me` with a valid token: the JWT check and one primary-key read, through \
-             the whole gateway path. The baseline is an axum route answering a constant JSON \
+            "`GET /api/auth/me` with a valid token: the JWT check and one statement (the user by \
+             primary key, its session's check folded in), through the whole gateway path. The baseline is an axum route answering a constant JSON \
              object, served by `axum::serve` on the same runtime: the floor of any answer over \
              loopback HTTP here. CPU per request: {}; the static route's {}.{}\n\n\
-             The request's one query alone, `blockchat::db::users::find` from {} tasks straight \
+             The request's one statement alone, `blockchat::db::users::find_own` with the session, from {} tasks straight \
              through sqlx on a pool as large as the gateway's ({} connections): {} reads/s · p50 \
              {} · p99 {}, CPU per read {}.\n\n\
              With one client (no queueing) the same request takes p50 {} (p99 {}), the static \
@@ -230,6 +233,55 @@ impl Report {
             );
         }
         let _ = write!(text, "{}", errors_note(&me.me, "requests"));
+        Some(text)
+    }
+
+    fn session_note(&self) -> Option<String> {
+        if self.session_me.is_none() && self.session_send.is_none() {
+            return None;
+        }
+        let mut text = format!(
+            "Every authenticated request checks that its access token's session is live \
+             (neither ended nor past its lifetime, its account not deleted). `/me` folds the \
+             check into the statement that reads the user (an `EXISTS` on the session's primary \
+             key); a WebSocket frame, into the lookup of its connection that also counts the \
+             frame; every other route makes one primary-key read of the session before its own \
+             statements. These rows isolate the cost, straight through sqlx from as many tasks \
+             on a pool as large as the gateway's ({} connections): each side is the product's \
+             own statements, with the check and without it, in alternating runs. The HTTP rows \
+             above include it.",
+            self.gateway_connections
+        );
+        let delta = |v: &Versus| {
+            format!(
+                "p50 {} → {} (+{} µs), p99 {} → {}",
+                ms(v.baseline.p50_ms),
+                ms(v.measured.p50_ms),
+                thousands((v.measured.p50_ms - v.baseline.p50_ms) * 1000.0),
+                ms(v.baseline.p99_ms),
+                ms(v.measured.p99_ms)
+            )
+        };
+        if let Some(me) = &self.session_me {
+            let _ = write!(
+                text,
+                "\n\n`/me`'s read with the check against without: {}, {} reads/s against {}.",
+                delta(me),
+                thousands(me.measured.rate),
+                thousands(me.baseline.rate)
+            );
+        }
+        if let Some(send) = &self.session_send {
+            let _ = write!(
+                text,
+                "\n\nA send's statements, the session lookup then the insert, against the \
+                 insert alone: {}, {} msgs/s against {}. The lookup is a second round trip to \
+                 PostgreSQL before the insert's commit.",
+                delta(send),
+                thousands(send.measured.rate),
+                thousands(send.baseline.rate)
+            );
+        }
         Some(text)
     }
 

@@ -109,6 +109,33 @@ impl Report {
                 },
             });
         }
+        let sessions = [
+            (&self.session_me, "`/me`'s read", "reads/s"),
+            (&self.session_send, "a send's statements", "msgs/s"),
+        ];
+        for (versus, what, unit) in sessions {
+            let Some(Versus {
+                clients,
+                measured,
+                baseline,
+            }) = versus
+            else {
+                continue;
+            };
+            let share = measured.rate / baseline.rate;
+            rows.push(Row {
+                workload: format!("session check: {what}, {clients} clients"),
+                measured: format!("checked: {}", rate(measured, unit, true)),
+                baseline: format!("unchecked: {}", rate(baseline, unit, true)),
+                ratio: ratio(share),
+                target: "≥ 0.80× the baseline".to_owned(),
+                verdict: if share >= 0.8 && measured.errors == 0 {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                },
+            });
+        }
         if let Some(LoginFigures { logins, hashes, .. }) = &self.login {
             let share = logins.rate / hashes.rate;
             rows.push(Row {
