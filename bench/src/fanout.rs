@@ -42,6 +42,10 @@ type Receipt = (String, Instant);
 
 pub struct FanOut {
     pub members: usize,
+    /// Connections per member: every one of them must receive every message.
+    pub devices: usize,
+    /// Connections in all.
+    pub connections: usize,
     /// Send to the last member having it, over HTTP through the product.
     pub http: Vec<Duration>,
     /// The send's own answer (the push is done before it answers).
@@ -99,11 +103,15 @@ struct Members {
     sample_frame: Arc<Mutex<Option<String>>>,
 }
 
-pub async fn run(bench: &Bench, rounds: usize) -> anyhow::Result<FanOut> {
+/// `rounds` sends to the group, every member connected `devices` times.
+pub async fn run(bench: &Bench, rounds: usize, devices: usize) -> anyhow::Result<FanOut> {
     let users = &bench.seeded.fanout_users;
-    let chat = bench.seeded.fanout_chat;
+    // A group of its own each run; its members join only once they are all connected.
+    let chat = db::chats::insert_group(&bench.pool, "fan-out", users[0].id)
+        .await?
+        .id;
     let started = Instant::now();
-    let mut members = connect(bench).await?;
+    let mut members = connect(bench, devices).await?;
     let connect_time = started.elapsed();
     // Joining after connecting: a member who connects announces their presence to everyone they
     // share a chat with, and 1,000 members joining one by one would announce half a million times.
@@ -111,13 +119,13 @@ pub async fn run(bench: &Bench, rounds: usize) -> anyhow::Result<FanOut> {
     db::members::add(&bench.pool, chat, &ids, Role::Member).await?;
     let connections = db::connections::for_chat(&bench.pool, chat).await?;
     ensure!(
-        connections.len() == users.len(),
-        "{} of {} members are connected",
+        connections.len() == users.len() * devices,
+        "{} of {} connections are open",
         connections.len(),
-        users.len()
+        users.len() * devices
     );
 
-    let result = rounds_of(bench, &mut members, &connections, rounds).await;
+    let result = rounds_of(bench, &mut members, chat, &connections, rounds).await;
 
     // Gone first, so that the members leaving announce it to nobody.
     db::chats::delete(&bench.pool, chat).await?;
@@ -132,10 +140,11 @@ pub async fn run(bench: &Bench, rounds: usize) -> anyhow::Result<FanOut> {
     }
     let mut outcome = result?;
     outcome.connect_time = connect_time;
+    outcome.devices = devices;
     Ok(outcome)
 }
 
-async fn connect(bench: &Bench) -> anyhow::Result<Members> {
+async fn connect(bench: &Bench, devices: usize) -> anyhow::Result<Members> {
     let (stop, stopped) = watch::channel(false);
     let (receipts_tx, receipts) = mpsc::unbounded_channel::<Receipt>();
     let sample_frame = Arc::new(Mutex::new(None));
@@ -144,7 +153,10 @@ async fn connect(bench: &Bench) -> anyhow::Result<Members> {
         .fanout_users
         .iter()
         .map(|u| Ok(format!("{}/?token={}", bench.ws_url, bench.token(u.id)?)))
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<anyhow::Result<Vec<String>>>()?
+        .into_iter()
+        .flat_map(|url| std::iter::repeat_n(url, devices))
+        .collect();
     let sockets: Vec<_> = futures::stream::iter(urls)
         .map(|url| async move { tokio_tungstenite::connect_async(url).await })
         .buffer_unordered(CONNECTING_AT_ONCE)
@@ -234,22 +246,22 @@ async fn last_receipt(
 async fn rounds_of(
     bench: &Bench,
     members: &mut Members,
+    chat: i64,
     connections: &[String],
     rounds: usize,
 ) -> anyhow::Result<FanOut> {
     let n = connections.len();
     let sender = &bench.seeded.fanout_users[0];
-    let url = format!(
-        "{}/api/chats/{}/messages",
-        bench.api, bench.seeded.fanout_chat
-    );
+    let url = format!("{}/api/chats/{chat}/messages", bench.api);
     let auth = format!("Bearer {}", bench.token(sender.id)?);
     let posts: Vec<String> = connections
         .iter()
         .map(|id| format!("{}/@connections/{}", bench.ws_http, path_segment(id)))
         .collect();
     let mut outcome = FanOut {
-        members: n,
+        members: bench.seeded.fanout_users.len(),
+        devices: 1,
+        connections: n,
         http: Vec::new(),
         answered: Vec::new(),
         direct: Vec::new(),

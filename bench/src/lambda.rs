@@ -235,6 +235,8 @@ pub struct Setup {
     pub jwt_secret: String,
     /// The event each function gets: one that needs the database.
     events: Vec<(String, Bytes)>,
+    /// Who the login events log in.
+    login_username: String,
 }
 
 impl Setup {
@@ -265,6 +267,7 @@ impl Setup {
             database_url: bench.database_url.clone(),
             jwt_secret: bench.jwt_secret.clone(),
             events,
+            login_username: user.username.clone(),
         })
     }
 
@@ -321,14 +324,32 @@ impl Setup {
 
 fn http_event(path_and_query: &str, token: &str) -> anyhow::Result<Value> {
     let request = http::Request::get(path_and_query)
-        .header("host", "bench.execute-api.us-east-1.amazonaws.com")
         .header("authorization", format!("Bearer {token}"))
-        .header("user-agent", "blockchat-bench")
         .body(())?;
-    let (parts, ()) = request.into_parts();
+    event_of(request, b"")
+}
+
+/// `POST /api/auth/login` with the user's name and the seeded password, as JSON.
+fn login_event(username: &str) -> anyhow::Result<Value> {
+    let body = json!({"username": username, "password": crate::setup::PASSWORD}).to_string();
+    let request = http::Request::post("/api/auth/login")
+        .header("content-type", "application/json")
+        .body(())?;
+    event_of(request, body.as_bytes())
+}
+
+fn event_of(request: http::Request<()>, body: &[u8]) -> anyhow::Result<Value> {
+    let (mut parts, ()) = request.into_parts();
+    parts.headers.insert(
+        "host",
+        HeaderValue::from_static("bench.execute-api.us-east-1.amazonaws.com"),
+    );
+    parts
+        .headers
+        .insert("user-agent", HeaderValue::from_static("blockchat-bench"));
     Ok(api_gateway_event(
         &parts,
-        b"",
+        body,
         &EventSource {
             client: SocketAddr::from(([127, 0, 0, 1], 40000)),
             port: 443,
@@ -450,7 +471,21 @@ pub struct Warm {
 }
 
 pub async fn warm(setup: &Setup, function: &str, requests: usize) -> anyhow::Result<Warm> {
-    let event = setup.event(function)?;
+    warm_with(setup, function, setup.event(function)?, requests).await
+}
+
+/// `requests` logins of the benchmark's Lambda user into one `auth` instance.
+pub async fn warm_logins(setup: &Setup, requests: usize) -> anyhow::Result<Warm> {
+    let event = login_event(&setup.login_username)?;
+    warm_with(setup, "auth", Bytes::from(event.to_string()), requests).await
+}
+
+async fn warm_with(
+    setup: &Setup,
+    function: &str,
+    event: Bytes,
+    requests: usize,
+) -> anyhow::Result<Warm> {
     let mut served = serve(function).await?;
     let mut child = setup.spawn(function, served.addr)?;
     let pid = child.id().context("the function exited at once")?;
@@ -568,8 +603,8 @@ pub fn build(workspace: &std::path::Path, profile: &str) -> anyhow::Result<Built
         command.args(["-p", function]);
     }
     // `--bins` of the benchmark's own package brings the baseline; the benchmark itself is
-    // current already.
-    command.args(["-p", "blockchat-bench", "--bins"]);
+    // current already. The local gateway's binary runs on its own for the memory workloads.
+    command.args(["-p", "blockchat-bench", "-p", "blockchat-local", "--bins"]);
     let output = command.output().context("cannot run cargo")?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     eprint!("{stderr}");

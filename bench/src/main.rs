@@ -15,6 +15,7 @@ mod fanout;
 mod http;
 mod lambda;
 mod load;
+mod memory;
 mod report;
 mod session;
 mod setup;
@@ -55,7 +56,7 @@ struct Cli {
     #[arg(long)]
     no_build: bool,
 
-    /// Run only these workloads (send, hot, list, me, login, fanout, lambda), for profiling one;
+    /// Run only these workloads (send, hot, list, me, login, load, fanout, lambda), for profiling one;
     /// the report is then printed, and written only where --out says.
     #[arg(long, value_name = "WORKLOAD", value_delimiter = ',')]
     only: Vec<String>,
@@ -76,6 +77,12 @@ pub struct Plan {
     pub fanout_rounds: usize,
     pub cold_starts: usize,
     pub warm_requests: usize,
+    /// Logins into the local gateway's own process, and into one `auth` instance, before their
+    /// memory is read.
+    pub gateway_logins: u64,
+    pub function_logins: usize,
+    /// HTTP clients at once in the load workload.
+    pub many_clients: usize,
     pub sizes: Sizes,
 }
 
@@ -92,6 +99,9 @@ impl Plan {
                 fanout_rounds: 5,
                 cold_starts: 3,
                 warm_requests: 2_000,
+                gateway_logins: 500,
+                function_logins: 100,
+                many_clients: 1_000,
                 sizes: Sizes {
                     total_messages: 200_000,
                     big_chat_messages: 100_000,
@@ -109,6 +119,9 @@ impl Plan {
                 fanout_rounds: 30,
                 cold_starts: 10,
                 warm_requests: 10_000,
+                gateway_logins: 10_000,
+                function_logins: 1_000,
+                many_clients: 1_000,
                 sizes: Sizes {
                     total_messages: 1_000_000,
                     big_chat_messages: 100_000,
@@ -532,10 +545,34 @@ async fn workloads(bench: &Bench, setting: &Setting, report: &mut Report) -> any
         let oversubscribed = http::login_oversubscribed(bench).await?;
         report.login(logins, hashes, &oversubscribed);
     }
+    if want("load") {
+        let clients = bench.plan.many_clients;
+        progress(&format!("GET /api/auth/me, {clients} clients at once"));
+        let many = memory::many_clients(bench, clients).await?;
+        report.many_clients(clients, &many);
+        let logins = bench.plan.gateway_logins;
+        progress(&format!(
+            "blockchat-local's memory over {} logins",
+            report::thousands(logins as f64)
+        ));
+        if bin_dir.join("blockchat-local").is_file() {
+            let gateway = memory::gateway_logins(bench, bin_dir, logins, 16).await?;
+            report.gateway_logins(gateway);
+        } else {
+            report.unbuilt("blockchat-local", "no binary (run without --no-build)");
+        }
+    }
     if want("fanout") {
         progress(&format!("fan-out to {} connected members", fanout::MEMBERS));
-        let fanned = fanout::run(bench, bench.plan.fanout_rounds).await?;
+        let fanned = fanout::run(bench, bench.plan.fanout_rounds, 1).await?;
         report.fanout(fanned);
+        progress(&format!(
+            "fan-out to {} members with 2 devices each",
+            fanout::MEMBERS
+        ));
+        let rounds = bench.plan.fanout_rounds.min(5);
+        let devices = fanout::run(bench, rounds, 2).await?;
+        report.fanout_devices(devices);
     }
     if !want("lambda") {
         return Ok(());
@@ -572,6 +609,15 @@ async fn workloads(bench: &Bench, setting: &Setting, report: &mut Report) -> any
         ));
         let warm = lambda::warm(&lambda_setup, function, bench.plan.warm_requests).await?;
         report.warm(function, warm, lambda::binary_size(bin_dir, function));
+    }
+    if functions.contains(&"auth") {
+        let logins = bench.plan.function_logins;
+        progress(&format!(
+            "auth: {} logins",
+            report::thousands(logins as f64)
+        ));
+        let warm = lambda::warm_logins(&lambda_setup, logins).await?;
+        report.function_logins(warm);
     }
     Ok(())
 }

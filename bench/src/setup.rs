@@ -145,7 +145,6 @@ pub struct Seeded {
     pub send_chats: Vec<i64>,
     pub login_users: Vec<User>,
     pub fanout_users: Vec<User>,
-    pub fanout_chat: i64,
     pub big_chat: i64,
     pub lambda_user: User,
     pub lambda_chat: i64,
@@ -221,11 +220,6 @@ pub async fn seed_main(pool: &PgPool, sizes: Sizes, hash: &str) -> anyhow::Resul
     seed::members(pool, &[lambda_chat], &[lambda_user.id]).await?;
     seed::chat_with_messages(pool, lambda_chat, lambda_user.id, LAMBDA_CHAT_MESSAGES).await?;
 
-    // Its members join only once they are all connected (see `fanout`).
-    let fanout_chat = db::chats::insert_group(pool, "fan-out", fanout_users[0].id)
-        .await?
-        .id;
-
     verify_and_settle(pool, sizes.total_messages + LAMBDA_CHAT_MESSAGES).await?;
     Ok(Seeded {
         hash: hash.to_owned(),
@@ -234,7 +228,6 @@ pub async fn seed_main(pool: &PgPool, sizes: Sizes, hash: &str) -> anyhow::Resul
         send_chats,
         login_users,
         fanout_users,
-        fanout_chat,
         big_chat,
         lambda_user,
         lambda_chat,
@@ -352,7 +345,7 @@ mod tests {
         let uneven = seed::interleaved_messages(
             &pool,
             Interleaved {
-                chat: seeded.fanout_chat,
+                chat: seeded.big_chat,
                 chat_messages: 3,
                 fillers: &seeded.send_chats,
                 total: 10,

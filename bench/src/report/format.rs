@@ -36,6 +36,10 @@ pub(super) fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+pub(super) fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
 pub(super) fn ratio(value: f64) -> String {
     if value.is_finite() {
         format!("{value:.2}×")

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::fanout::FanOut;
 use crate::lambda::{ColdStart, SamBootstrap, Section, Warm};
 use crate::load::{Sample, Summary, spread_ms};
+use crate::memory::GatewayLogins;
 use crate::{Bench, Plan};
 
 pub use format::thousands;
@@ -78,6 +79,12 @@ pub struct Report {
     session_send: Option<Versus>,
     login: Option<LoginFigures>,
     fanout: Option<FanOut>,
+    /// The same group with every member connected twice.
+    fanout_devices: Option<FanOut>,
+    many_clients: Option<ManyClients>,
+    gateway_logins: Option<GatewayLogins>,
+    /// One `auth` instance after many logins.
+    function_logins: Option<Warm>,
     cold: Vec<ColdStarts>,
     warm: Vec<WarmRun>,
     unbuilt: Vec<Unbuilt>,
@@ -116,6 +123,17 @@ struct Oversubscribed {
     rate: f64,
     /// The gateway's CPU per login, in µs.
     gateway_us: f64,
+}
+
+/// Many HTTP clients at once.
+struct ManyClients {
+    clients: usize,
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 /// One function's cold starts.
@@ -174,6 +192,10 @@ impl Report {
             session_send: None,
             login: None,
             fanout: None,
+            fanout_devices: None,
+            many_clients: None,
+            gateway_logins: None,
+            function_logins: None,
             cold: Vec::new(),
             warm: Vec::new(),
             unbuilt: Vec::new(),
@@ -256,6 +278,30 @@ impl Report {
 
     pub fn fanout(&mut self, fanout: FanOut) {
         self.fanout = Some(fanout);
+    }
+
+    pub fn fanout_devices(&mut self, fanout: FanOut) {
+        self.fanout_devices = Some(fanout);
+    }
+
+    pub fn many_clients(&mut self, clients: usize, sample: &Sample) {
+        self.many_clients = Some(ManyClients {
+            clients,
+            requests: sample.ops,
+            errors: sample.errors,
+            first_error: sample.first_error.clone(),
+            rate: sample.rate(),
+            p50_ms: sample.quantile_ms(0.5),
+            p99_ms: sample.quantile_ms(0.99),
+        });
+    }
+
+    pub fn gateway_logins(&mut self, logins: GatewayLogins) {
+        self.gateway_logins = Some(logins);
+    }
+
+    pub fn function_logins(&mut self, warm: Warm) {
+        self.function_logins = Some(warm);
     }
 
     pub fn cold_start(&mut self, function: &str, starts: Vec<ColdStart>) {

@@ -61,6 +61,9 @@ impl Report {
         if let Some(text) = self.fanout_note() {
             notes.push(Note::new("Fan-out", text));
         }
+        if let Some(text) = self.load_note() {
+            notes.push(Note::new("Load and memory", text));
+        }
         if let Some(text) = self.cold_note() {
             notes.push(Note::new("Cold start", text));
         }
@@ -321,7 +324,7 @@ impl Report {
     fn fanout_note(&self) -> Option<String> {
         let f = self.fanout.as_ref()?;
         let Spread { p50: a50, p99: a99 } = f.answered_ms();
-        let waves = f.members.div_ceil(self.push_concurrency.max(1));
+        let waves = f.connections.div_ceil(self.push_concurrency.max(1));
         let RoundCpu {
             gateway_ms: gw,
             client_ms: client,
@@ -387,6 +390,68 @@ impl Report {
             250.0 / waves as f64,
             thousands(f.members as f64),
         ))
+    }
+
+    fn load_note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(many) = &self.many_clients {
+            let mut text = format!(
+                "{} clients at once, each on its own keep-alive connection, ask `GET \
+                 /api/auth/me` of the gateway in-process for the measured window: {} requests, \
+                 {} errors. The gateway's pool holds {} database connections, so the requests \
+                 queue for them; none may fail or time out.",
+                thousands(many.clients as f64),
+                thousands(many.requests as f64),
+                many.errors,
+                self.gateway_connections
+            );
+            if let Some(first) = &many.first_error {
+                let _ = write!(text, " The first error: `{first}`.");
+            }
+            parts.push(text);
+        }
+        if let Some(f) = &self.fanout_devices {
+            parts.push(format!(
+                "{} members each hold {} WebSocket connections ({} in all) in one group; a member \
+                 sends over HTTP, and a round ends only when every connection has the \
+                 `message.created` frame, so each of the {} rounds checked all {} of them.",
+                thousands(f.members as f64),
+                f.devices,
+                thousands(f.connections as f64),
+                f.http.len(),
+                thousands(f.connections as f64)
+            ));
+        }
+        if let Some(g) = &self.gateway_logins {
+            let mut text = format!(
+                "The release `blockchat-local` binary, started on its own over the benchmark's \
+                 database (so that its memory is its own), serves {} logins from {} clients \
+                 ({:.0} s, {} errors); its resident memory is read from `/proc` before the first \
+                 login, at its peak (`VmHWM`) and at the end. Each login verifies an argon2id \
+                 hash in 19 MiB: the product runs at most one verification per core, each in one \
+                 of the memory areas it keeps (one per core), so the memory for hashing stays \
+                 `cores × 19 MiB` however many logins and clients there are, instead of 19 MiB \
+                 more per blocking thread that the allocator keeps.",
+                thousands(g.logins as f64),
+                g.clients,
+                g.elapsed.as_secs_f64(),
+                g.errors
+            );
+            if let Some(first) = &g.first_error {
+                let _ = write!(text, " The first error: `{first}`.");
+            }
+            parts.push(text);
+        }
+        if let Some(w) = &self.function_logins {
+            parts.push(format!(
+                "One `auth` instance, started as Lambda starts it, answers {} login events one \
+                 after another (p50 {} each); its peak resident memory is read from `/proc` at \
+                 the end.",
+                thousands(w.requests as f64),
+                ms(w.p50_us as f64 / 1000.0)
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 
     fn cold_note(&self) -> Option<String> {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::format::{mb, ms, rate, ratio, thousands};
+use super::format::{mb, mib, ms, rate, ratio, thousands};
 use super::{ColdSpread, LoginFigures, Report, Unbuilt, Versus, WarmRun};
 use crate::lambda::{FUNCTIONS, HELLO};
 use crate::load::Spread;
@@ -178,6 +178,7 @@ impl Report {
                 },
             });
         }
+        self.load_rows(&mut rows);
         let hello = self.cold_of(HELLO);
         for function in FUNCTIONS {
             let Some(ColdSpread {
@@ -263,6 +264,92 @@ impl Report {
     }
 
     /// The one table, in markdown.
+    /// Many clients, many connections, and memory after many logins.
+    fn load_rows(&self, rows: &mut Vec<Row>) {
+        let verdict = |met: bool| if met { Verdict::Met } else { Verdict::Missed };
+        if let Some(many) = &self.many_clients {
+            rows.push(Row {
+                workload: format!(
+                    "`GET /api/auth/me`, {} clients at once",
+                    thousands(many.clients as f64)
+                ),
+                measured: format!(
+                    "{} req/s · p50 {} · p99 {} · {} errors in {}",
+                    thousands(many.rate),
+                    ms(many.p50_ms),
+                    ms(many.p99_ms),
+                    many.errors,
+                    thousands(many.requests as f64)
+                ),
+                baseline: self.me.as_ref().map_or_else(String::new, |me| {
+                    format!("{} clients: {}", me.clients, rate(&me.me, "req/s", true))
+                }),
+                ratio: String::new(),
+                target: "no errors".to_owned(),
+                verdict: verdict(many.errors == 0 && many.requests > 0),
+            });
+        }
+        if let Some(f) = &self.fanout_devices {
+            let Spread { p50, p99 } = f.http_ms();
+            rows.push(Row {
+                workload: format!(
+                    "fan-out to {} connections ({} members × {} devices)",
+                    thousands(f.connections as f64),
+                    thousands(f.members as f64),
+                    f.devices
+                ),
+                measured: format!(
+                    "every connection had every message ({} rounds); last: p50 {} · p99 {}",
+                    f.http.len(),
+                    ms(p50),
+                    ms(p99)
+                ),
+                baseline: self.fanout.as_ref().map_or_else(String::new, |one| {
+                    let Spread { p50, p99 } = one.http_ms();
+                    format!("one device each: p50 {} · p99 {}", ms(p50), ms(p99))
+                }),
+                ratio: String::new(),
+                target: "every connection receives".to_owned(),
+                verdict: verdict(!f.http.is_empty()),
+            });
+        }
+        if let Some(g) = &self.gateway_logins {
+            rows.push(Row {
+                workload: format!(
+                    "memory: `blockchat-local`, {} logins at {} clients",
+                    thousands(g.logins as f64),
+                    g.clients
+                ),
+                measured: format!(
+                    "peak RSS {} · at the end {} · {} errors",
+                    mib(g.peak_rss),
+                    mib(g.rss_end),
+                    g.errors
+                ),
+                baseline: format!("at start: {}", mib(g.rss_start)),
+                ratio: String::new(),
+                target: "< 150 MiB".to_owned(),
+                verdict: verdict(g.peak_rss < 150 << 20 && g.errors == 0),
+            });
+        }
+        if let Some(w) = &self.function_logins {
+            let hello = self.warm.iter().find(|w| w.function == HELLO);
+            rows.push(Row {
+                workload: format!(
+                    "memory: `auth` instance, {} logins",
+                    thousands(w.requests as f64)
+                ),
+                measured: format!("peak RSS {}", mib(w.peak_rss)),
+                baseline: hello.map_or_else(String::new, |h| {
+                    format!("hello world: peak RSS {}", mib(h.warm.peak_rss))
+                }),
+                ratio: String::new(),
+                target: "< 60 MiB".to_owned(),
+                verdict: verdict(w.peak_rss < 60 << 20),
+            });
+        }
+    }
+
     pub fn table(&self) -> String {
         let mut out = String::from(
             "| workload | measured | baseline, same run | ratio | target | |\n\
