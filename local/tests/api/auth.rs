@@ -499,12 +499,34 @@ async fn openapi_document_lists_every_route() {
         "/api/chats/{chat_id}/messages/read",
         "/api/chats/{chat_id}/messages/{message_id}",
         "/api/chats/{chat_id}/messages/{message_id}/read-status",
+        "/api/health",
     ] {
         assert!(
             paths.contains_key(path),
             "{path} missing from the OpenAPI document"
         );
     }
+    let login = &paths["/api/auth/login"]["post"]["requestBody"]["content"];
+    for kind in [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
+        assert!(login.get(kind).is_some(), "login does not take {kind}");
+    }
+    let schemas = &reply.body["components"]["schemas"];
+    for schema in ["ChatView", "ChatSummary"] {
+        assert_eq!(
+            schemas[schema]["properties"]["name"]["type"], "string",
+            "{schema}.name is a string, never null: {}",
+            schemas[schema]["properties"]["name"]
+        );
+    }
+    let me = &paths["/api/auth/me"]["get"]["responses"]["503"];
+    assert!(
+        me["headers"].get("retry-after").is_some(),
+        "a 503 names its Retry-After: {me}"
+    );
 }
 
 #[tokio::test]
