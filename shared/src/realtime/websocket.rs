@@ -164,9 +164,19 @@ async fn connect(
     }
 }
 
+/// Forgets the connection, within the request deadline: past it the row stays until the
+/// next post to it answers 410 or the stale sweep takes it.
 async fn disconnect(state: &AppState, connection_id: &str) {
-    let outcome = presence::disconnect(&state.db, connection_id).await;
-    state.push.deliver(outcome).await;
+    let forget = async {
+        let outcome = presence::disconnect(&state.db, connection_id).await;
+        state.push.deliver(outcome).await;
+    };
+    if tokio::time::timeout(state.config.request_deadline, forget)
+        .await
+        .is_err()
+    {
+        tracing::warn!("disconnect: the database did not answer in time");
+    }
 }
 
 /// A client frame, routed on `action`.
