@@ -156,9 +156,8 @@ async fn serve_database(options: &Options, database_url: String) -> anyhow::Resu
         .or_insert_with(|| format!("http://{ws_addr}"));
     let config = config(&settings, &database_url, &jwt_secret)?;
 
-    let pool = PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+    let pool = config
+        .pool_options()
         .connect(config.database_url.expose_secret())
         .await
         .context("cannot connect to the database")?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 /// The certificate authorities of Amazon RDS (per Region, 2024 generation) and of RDS Proxy
 /// (Amazon Trust Services), trusted for `sslmode=verify-full` unless `DATABASE_CA_FILE` or the
@@ -34,6 +34,13 @@ pub struct Config {
     /// in AWS, `http://127.0.0.1:3001` locally). `None` disables real-time push.
     pub ws_endpoint: Option<String>,
     pub db_max_connections: u32,
+    /// How long a request waits for a database connection, connecting included, before it is
+    /// answered 503 `database_unavailable`.
+    pub db_acquire_timeout: Duration,
+    /// The most a request (or a WebSocket frame) may take; past it the answer is 503
+    /// `database_unavailable`, so that a query to a database that stopped answering never
+    /// hangs the client. Below Lambda's function timeout.
+    pub request_deadline: Duration,
     pub limits: Limits,
 }
 
@@ -94,7 +101,8 @@ impl Config {
     /// `DB_MAX_CONNECTIONS`, `LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_ADDRESS`,
     /// `LOGIN_WINDOW_SECS`, `REGISTRATIONS_PER_ADDRESS`, `REGISTRATION_WINDOW_SECS`,
     /// `SESSION_TTL_SECS`, `PUSH_CONCURRENCY`, `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`,
-    /// `WS_FRAMES_PER_WINDOW`, `WS_FRAME_WINDOW_SECS`.
+    /// `WS_FRAMES_PER_WINDOW`, `WS_FRAME_WINDOW_SECS`, `DB_ACQUIRE_TIMEOUT_MS`,
+    /// `REQUEST_TIMEOUT_MS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -178,12 +186,28 @@ impl Config {
             ws_endpoint: lookup("WS_ENDPOINT").filter(|v| !v.is_empty()),
             db_max_connections: u32::try_from(number("DB_MAX_CONNECTIONS", 2)?.max(1))
                 .unwrap_or(u32::MAX),
+            db_acquire_timeout: Duration::from_millis(
+                number("DB_ACQUIRE_TIMEOUT_MS", 3000)?.max(1),
+            ),
+            request_deadline: Duration::from_millis(number("REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
             limits,
         })
     }
 }
 
 impl Config {
+    /// The pool's settings: its size, and how long a request waits for a connection. An idle
+    /// connection is pinged before it is handed out (inside that wait), so one whose server
+    /// went away or stopped answering is dropped and replaced rather than used; a connection
+    /// whose query was abandoned at the deadline is pinged again before it goes back to the
+    /// pool, and closed if that fails. So the pool heals by itself once the database is back.
+    pub fn pool_options(&self) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(self.db_max_connections)
+            .acquire_timeout(self.db_acquire_timeout)
+            .test_before_acquire(true)
+    }
+
     /// The connection options of `DATABASE_URL`, refusing any TLS mode weaker than
     /// `sslmode=verify-full` (which checks the certificate's chain *and* its name) unless the
     /// server is on this machine: a loopback address, `localhost` or a Unix socket.
@@ -303,6 +327,8 @@ mod tests {
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.jwt_issuer, "blockchat");
         assert_eq!(c.db_max_connections, 2);
+        assert_eq!(c.db_acquire_timeout, Duration::from_secs(3));
+        assert_eq!(c.request_deadline, Duration::from_secs(10));
         assert_eq!(c.session_ttl, Duration::from_secs(90 * 24 * 3600));
         assert_eq!(c.limits.registrations_per_address, 20);
         assert!(c.ws_endpoint.is_none());

@@ -63,8 +63,13 @@ pub enum Error {
     /// 429: slow down; `retry_after` in seconds.
     #[error("too many attempts; try again in {retry_after} seconds")]
     TooManyRequests { retry_after: u64 },
+    /// 503: the database cannot be reached (refused, down, frozen, out of connections) or did
+    /// not answer within the request's deadline. Answered with `Retry-After`.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// 500: any other database failure.
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     /// 500 with nothing said to the client; the source is kept for the log.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -72,6 +77,40 @@ pub enum Error {
 
 /// Any error, as the cause of an [`Error::Internal`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `Retry-After` of a 503 `database_unavailable`, in seconds: a restart or a failover of
+/// the database takes a few seconds, and the pool reconnects on the next request.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
+impl From<sqlx::Error> for Error {
+    /// Failures to reach the database become [`Error::Unavailable`]; the rest stay
+    /// [`Error::Database`].
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            Error::Unavailable(Box::new(e))
+        } else {
+            Error::Database(e)
+        }
+    }
+}
+
+/// Whether `e` says that the database cannot be reached now (rather than that a statement
+/// failed): no connection within the pool's timeout, a closed pool, a broken or refused
+/// socket, a TLS failure, or the server refusing work while it starts, stops or recovers
+/// (SQLSTATE class 08, 57P01–57P03, 53300 too many connections).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
 
 fn validation_summary(errors: &[FieldError]) -> String {
     match errors {
@@ -108,6 +147,12 @@ impl Error {
         Error::Internal(source.into())
     }
 
+    /// A 503 `database_unavailable` caused by `source` (a deadline that passed, a pool that
+    /// could not connect).
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Error::Unavailable(source.into())
+    }
+
     /// Shows the error with its whole `source()` chain: `a: b: c`.
     pub fn chain(&self) -> Chain<'_> {
         Chain(self)
@@ -125,6 +170,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -142,6 +188,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Validation(_) => "validation_failed",
             Error::TooManyRequests { .. } => "too_many_requests",
+            Error::Unavailable(_) => "database_unavailable",
             Error::Database(_) | Error::Internal(_) => "internal_error",
         }
     }
@@ -149,7 +196,11 @@ impl Error {
     /// The problem document a client receives. 5xx details never leave the process.
     pub fn problem(&self) -> Problem {
         let status = self.status();
-        let detail = if status.is_server_error() {
+        let detail = if let Error::Unavailable(_) = self {
+            format!(
+                "the database is unavailable; try again in {UNAVAILABLE_RETRY_AFTER_SECS} seconds"
+            )
+        } else if status.is_server_error() {
             "the server could not complete the request; it has been logged".to_owned()
         } else {
             self.to_string()
@@ -201,8 +252,12 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self.chain(), "request failed");
+        match &self {
+            Error::Unavailable(_) => tracing::warn!(error = %self.chain(), "database unavailable"),
+            _ if status.is_server_error() => {
+                tracing::error!(error = %self.chain(), "request failed");
+            }
+            _ => {}
         }
         let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
@@ -215,6 +270,12 @@ impl IntoResponse for Error {
             }
             Error::TooManyRequests { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            Error::Unavailable(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+                );
             }
             _ => {}
         }
@@ -291,7 +352,7 @@ impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
     fn on_constraint(self, name: &str, map: impl FnOnce() -> Error) -> Result<T> {
         self.map_err(|e| match &e {
             sqlx::Error::Database(db) if db.constraint() == Some(name) => map(),
-            _ => Error::Database(e),
+            _ => Error::from(e),
         })
     }
 }
@@ -402,6 +463,27 @@ mod tests {
         fn make_writer(&'a self) -> Self::Writer {
             self.clone()
         }
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after() {
+        for cause in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let error = Error::from(cause);
+            assert_eq!(error.code(), "database_unavailable");
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response.headers().get(header::RETRY_AFTER),
+                Some(&HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS))
+            );
+        }
+        let other = Error::from(sqlx::Error::RowNotFound);
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(other.code(), "internal_error");
     }
 
     #[test]

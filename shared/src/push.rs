@@ -116,6 +116,9 @@ impl Push {
         let audience = match audience {
             Audience::Connections(ids) => return self.to_connections(&ids, &event).await,
             Audience::Chat(chat_id) => db::connections::for_chat(&self.db, chat_id).await,
+            Audience::Member { chat_id, user_id } => {
+                db::connections::for_member(&self.db, chat_id, user_id).await
+            }
             Audience::ChatExcept { chat_id, user_id } => {
                 db::connections::for_chat_except(&self.db, chat_id, user_id).await
             }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 use crate::auth::tokens::JwtKeys;
 use crate::config::{Config, ConfigError};
@@ -52,10 +51,7 @@ impl AppState {
     /// that is not on this machine.
     fn lazy_pool(config: &Config) -> Result<PgPool, StateError> {
         let options = config.database_options()?;
-        let db = PgPoolOptions::new()
-            .max_connections(config.db_max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect_lazy_with(options);
+        let db = config.pool_options().connect_lazy_with(options);
         Ok(db)
     }
 

@@ -16,7 +16,7 @@ use super::databases::create_database;
 use super::lock::{FileLock, lock_path};
 use super::placement::{self, ServiceUser};
 use super::process::{
-    command_tied_to_process, is_postgres, spawn_tied_to_process, stop_pid, wait_for_exit,
+    children, command_tied_to_process, is_postgres, spawn_tied_to_process, stop_pid, wait_for_exit,
 };
 use super::{Binaries, DEFAULT_PORT, MAINTENANCE_DATABASE, POLL, PgError, SUPERUSER, io_err, sys};
 
@@ -277,6 +277,38 @@ impl Cluster {
         created
     }
 
+    /// Suspends the server and every one of its processes (SIGSTOP to the postmaster, then to
+    /// its children: each backend runs in a session of its own, out of the postmaster's
+    /// process group): connections land in the socket's backlog and nothing answers, as with
+    /// a database host that hangs or a network that drops packets. For fault tests;
+    /// [`Cluster::thaw`] resumes it.
+    pub fn freeze(&self) -> Result<(), PgError> {
+        self.signal_all(Signal::SIGSTOP).map_err(io_err(format!(
+            "cannot suspend PostgreSQL (PID {})",
+            self.pid
+        )))
+    }
+
+    /// Resumes a server [`Cluster::freeze`] suspended.
+    pub fn thaw(&self) -> Result<(), PgError> {
+        self.signal_all(Signal::SIGCONT).map_err(io_err(format!(
+            "cannot resume PostgreSQL (PID {})",
+            self.pid
+        )))
+    }
+
+    /// The postmaster first, so that it forks no child that the signal would miss.
+    fn signal_all(&self, signal: Signal) -> io::Result<()> {
+        sys::signal(self.pid, signal)?;
+        for child in children(self.pid) {
+            match sys::signal(child, signal) {
+                Err(e) if !sys::is_no_such_process(&e) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the server if this handle started it: a fast shutdown (SIGINT to the postmaster),
     /// which ends open sessions and checkpoints, so the next start needs no recovery.
     pub fn stop(mut self) -> Result<(), PgError> {
@@ -287,6 +319,8 @@ impl Cluster {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        // A suspended server would not hear the shutdown signal.
+        let _ = self.signal_all(Signal::SIGCONT);
         let pid = read_pid_file(&self.data_dir)
             .ok()
             .flatten()

@@ -149,3 +149,22 @@ pub fn is_postgres(pid: i32) -> bool {
         Err(_) => !Path::new("/proc/self").exists(),
     }
 }
+
+/// The processes whose parent is `pid` (Linux: read from `/proc`; elsewhere none are found).
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|candidate| parent_of(*candidate) == Some(pid))
+        .collect()
+}
+
+/// The parent's PID from `/proc/PID/stat`, whose fourth field it is; the second (the command
+/// name, in parentheses) may hold spaces, so the fields are counted after its closing `)`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}

@@ -57,6 +57,93 @@ async fn register_answers_the_new_user_without_secrets() {
     );
 }
 
+/// The OAuth2 form as FastAPI clients send it, as `multipart/form-data`.
+fn oauth2_multipart(username: &str, password: &str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("grant_type", "password")
+        .text("username", username.to_owned())
+        .text("password", password.to_owned())
+        .text("scope", "")
+}
+
+async fn login_multipart(app: &TestApp, form: reqwest::multipart::Form) -> Reply {
+    let response = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    Reply::read(response).await
+}
+
+#[tokio::test]
+async fn login_takes_the_oauth2_form_as_multipart_form_data() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+
+    let reply = login_multipart(&app, oauth2_multipart("alice", PASSWORD)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["token_type"], "bearer");
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let token = reply.body["access_token"].as_str().expect("access_token");
+    let who = me(&app, token).await;
+    assert_eq!(who.status, 200, "{}", who.body);
+    assert_eq!(who.body["id"], alice.id);
+
+    // A part that is not text (a file) makes the body binary: API Gateway hands it to the
+    // function base64-encoded, and the form's text fields still count.
+    let with_file = oauth2_multipart("alice@example.com", PASSWORD).part(
+        "avatar",
+        reqwest::multipart::Part::bytes(vec![0xff, 0xfe, 0x00, 0x80]).file_name("a.bin"),
+    );
+    let reply = login_multipart(&app, with_file).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let wrong = login_multipart(&app, oauth2_multipart("alice", "not the password")).await;
+    wrong.assert_problem(401, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn a_broken_or_incomplete_multipart_login_is_a_clear_4xx() {
+    let app = TestApp::spawn().await;
+    app.user("alice").await;
+
+    let missing = login_multipart(
+        &app,
+        reqwest::multipart::Form::new().text("username", "alice"),
+    )
+    .await;
+    missing.assert_problem(422, "validation_failed");
+    assert_eq!(
+        missing.body["errors"][0]["field"], "password",
+        "{}",
+        missing.body
+    );
+
+    for (content_type, body) in [
+        // No boundary at all.
+        ("multipart/form-data", "username=alice".to_owned()),
+        // A boundary that the body never closes.
+        (
+            "multipart/form-data; boundary=XYZ",
+            "--XYZ\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice".to_owned(),
+        ),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        Reply::read(response)
+            .await
+            .assert_problem(400, "malformed_multipart");
+    }
+}
+
 #[tokio::test]
 async fn login_works_with_a_form_and_with_json_and_by_email() {
     let app = TestApp::spawn().await;
@@ -412,12 +499,34 @@ async fn openapi_document_lists_every_route() {
         "/api/chats/{chat_id}/messages/read",
         "/api/chats/{chat_id}/messages/{message_id}",
         "/api/chats/{chat_id}/messages/{message_id}/read-status",
+        "/api/health",
     ] {
         assert!(
             paths.contains_key(path),
             "{path} missing from the OpenAPI document"
         );
     }
+    let login = &paths["/api/auth/login"]["post"]["requestBody"]["content"];
+    for kind in [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
+        assert!(login.get(kind).is_some(), "login does not take {kind}");
+    }
+    let schemas = &reply.body["components"]["schemas"];
+    for schema in ["ChatView", "ChatSummary"] {
+        assert_eq!(
+            schemas[schema]["properties"]["name"]["type"], "string",
+            "{schema}.name is a string, never null: {}",
+            schemas[schema]["properties"]["name"]
+        );
+    }
+    let me = &paths["/api/auth/me"]["get"]["responses"]["503"];
+    assert!(
+        me["headers"].get("retry-after").is_some(),
+        "a 503 names its Retry-After: {me}"
+    );
 }
 
 #[tokio::test]

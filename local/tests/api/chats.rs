@@ -270,6 +270,7 @@ async fn concurrent_requests_for_one_direct_chat_from_both_sides_make_exactly_on
     db::chats::insert_direct(
         &mut *gate,
         &db::chats::direct_key(alice.id, bob.id),
+        None,
         alice.id,
     )
     .await
@@ -582,7 +583,7 @@ async fn admins_rename_a_group_and_no_one_renames_a_direct_chat() {
         reply.header("content-type"),
         Some("application/problem+json")
     );
-    assert!(app.chat_as(&alice, direct).await["name"].is_null());
+    assert_eq!(app.chat_as(&alice, direct).await["name"], "bob");
 }
 
 async fn messages_in(app: &TestApp, chat: i64) -> i64 {
@@ -993,4 +994,127 @@ async fn a_page_of_chats_holds_50_by_default_and_100_at_most() {
         .await;
     assert_eq!(ids(&rest.body).len(), 1);
     assert!(rest.header("x-next-cursor").is_none());
+}
+
+/// The `name` of the chat `chat` in `user`'s chat list.
+async fn listed_name(app: &TestApp, user: &User, chat: i64) -> Value {
+    let list = app.get_as(user, "/api/chats").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    list.body
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|c| c["id"] == chat)
+        .map(|c| c["name"].clone())
+        .unwrap_or_else(|| panic!("chat {chat} is not in {}'s list", user.username))
+}
+
+#[tokio::test]
+async fn a_direct_chat_is_named_after_the_other_member_in_each_members_view() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let renamed = app
+        .put_as(
+            &bob,
+            &format!("/api/users/{}", bob.id),
+            json!({"display_name": "Bobby B"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let mut alice_socket = app.connect(&alice, None).await;
+    let mut bob_socket = app.connect(&bob, None).await;
+
+    let created = app
+        .post_as(&alice, "/api/chats", json!({"user_ids": [bob.id]}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["name"], "Bobby B");
+    let chat = created.body["id"].as_i64().expect("id");
+
+    assert_eq!(app.chat_as(&alice, chat).await["name"], "Bobby B");
+    assert_eq!(app.chat_as(&bob, chat).await["name"], "alice");
+    assert_eq!(listed_name(&app, &alice, chat).await, "Bobby B");
+    assert_eq!(listed_name(&app, &bob, chat).await, "alice");
+
+    // Each member hears of the chat once, under the name they see it by.
+    let to_alice = alice_socket.expect("chat.created").await;
+    assert_eq!(to_alice["chat_id"], chat);
+    assert_eq!(to_alice["chat"]["name"], "Bobby B");
+    let to_bob = bob_socket.expect("chat.created").await;
+    assert_eq!(to_bob["chat"]["name"], "alice");
+    assert_eq!(to_bob["chat"]["user_ids"], json!([alice.id, bob.id]));
+    alice_socket.expect_quiet().await;
+    bob_socket.expect_quiet().await;
+
+    // Asking again returns the chat as it is, still named for the asker.
+    let again = app
+        .post_as(&bob, "/api/chats", json!({"user_ids": [alice.id]}))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["name"], "alice");
+}
+
+#[tokio::test]
+async fn a_direct_chat_given_a_name_shows_that_name_to_both_members() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let mut bob_socket = app.connect(&bob, None).await;
+
+    let refused = app
+        .post_as(
+            &alice,
+            "/api/chats",
+            json!({"name": "evil\u{202E}name", "user_ids": [bob.id]}),
+        )
+        .await;
+    refused.assert_problem(422, "validation_failed");
+    assert_eq!(chat_rows(&app).await, 0, "a refused chat stores nothing");
+
+    let created = app
+        .post_as(
+            &alice,
+            "/api/chats",
+            json!({"name": "Lunch plans", "user_ids": [bob.id]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["is_group_chat"], false);
+    assert_eq!(created.body["name"], "Lunch plans");
+    let chat = created.body["id"].as_i64().expect("id");
+    for user in [&alice, &bob] {
+        assert_eq!(app.chat_as(user, chat).await["name"], "Lunch plans");
+        assert_eq!(listed_name(&app, user, chat).await, "Lunch plans");
+    }
+    let event = bob_socket.expect("chat.created").await;
+    assert_eq!(event["chat"]["name"], "Lunch plans");
+
+    // A blank name is no name: the chat is named after the other member.
+    let carol = app.user("carol").await;
+    let unnamed = app
+        .post_as(
+            &carol,
+            "/api/chats",
+            json!({"name": "  ", "user_ids": [alice.id]}),
+        )
+        .await;
+    assert_eq!(unnamed.status, 201, "{}", unnamed.body);
+    assert_eq!(unnamed.body["name"], "alice");
+}
+
+#[tokio::test]
+async fn a_direct_chat_whose_other_member_is_gone_is_named_deleted_account() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat = app.direct(&alice, &bob).await;
+    app.send(&bob, chat, "bye").await;
+
+    let deleted = app.delete_account(&bob).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+
+    let seen = app.chat_as(&alice, chat).await;
+    assert_eq!(seen["name"], "Deleted account");
+    assert_eq!(listed_name(&app, &alice, chat).await, "Deleted account");
 }

@@ -26,6 +26,24 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The answer as a client reads it: an empty body is `null`, one that is not JSON a string.
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -62,6 +80,65 @@ impl Reply {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// Registers `username` (email `username@example.com`) at the API on `base` (`http://HOST:PORT`)
+/// and logs in with JSON.
+pub async fn sign_up(client: &reqwest::Client, base: &str, username: &str) -> User {
+    let reply = call_url(
+        client,
+        Method::POST,
+        format!("{base}/api/auth/register"),
+        None,
+        Some(json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "password": PASSWORD,
+        })),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "register {username}: {}", reply.body);
+    let id = reply.body["id"].as_i64().expect("id");
+    let login = call_url(
+        client,
+        Method::POST,
+        format!("{base}/api/auth/login"),
+        None,
+        Some(json!({"username": username, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(login.status, 200, "login {username}: {}", login.body);
+    User {
+        id,
+        username: username.to_owned(),
+        token: login.body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned(),
+        refresh_token: login.body["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_owned(),
+    }
+}
+
+/// Sends a request to `url` with an optional bearer token and JSON body; the answer as a
+/// client reads it.
+pub async fn call_url(
+    client: &reqwest::Client,
+    method: Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = client.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    Reply::read(request.send().await.expect("request failed")).await
+}
+
 impl TestApp {
     /// Sends a request with an optional bearer token and JSON body.
     pub async fn call(
@@ -71,28 +148,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut request = self.client.request(method, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request failed");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        call_url(&self.client, method, self.url(path), token, body).await
     }
 
     pub async fn get_as(&self, user: &User, path: &str) -> Reply {
@@ -160,41 +216,7 @@ impl TestApp {
 
     /// Registers `username` (email `username@example.com`) and logs in with JSON.
     pub async fn user(&self, username: &str) -> User {
-        let reply = self
-            .call(
-                Method::POST,
-                "/api/auth/register",
-                None,
-                Some(json!({
-                    "username": username,
-                    "email": format!("{username}@example.com"),
-                    "password": PASSWORD,
-                })),
-            )
-            .await;
-        assert_eq!(reply.status, 201, "register {username}: {}", reply.body);
-        let id = reply.body["id"].as_i64().expect("id");
-        let login = self
-            .call(
-                Method::POST,
-                "/api/auth/login",
-                None,
-                Some(json!({"username": username, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(login.status, 200, "login {username}: {}", login.body);
-        User {
-            id,
-            username: username.to_owned(),
-            token: login.body["access_token"]
-                .as_str()
-                .expect("access_token")
-                .to_owned(),
-            refresh_token: login.body["refresh_token"]
-                .as_str()
-                .expect("refresh_token")
-                .to_owned(),
-        }
+        sign_up(&self.client, &self.url(""), username).await
     }
 
     /// A group named `name` created by `owner` with `members`; returns its id.
@@ -331,7 +353,15 @@ impl TestApp {
 
     /// Opens a WebSocket with `token`; `Err(status)` when the handshake is refused.
     pub async fn try_connect(&self, token: &str, chat: Option<i64>) -> Result<Socket, u16> {
-        let mut url = format!("{}/?token={token}", self.ws_url());
+        Socket::open(&self.ws_url(), token, chat).await
+    }
+}
+
+impl Socket {
+    /// Opens a WebSocket to the WebSocket API at `ws_url` with `token`, optionally scoped to
+    /// one chat; `Err(status)` when the handshake is refused.
+    pub async fn open(ws_url: &str, token: &str, chat: Option<i64>) -> Result<Socket, u16> {
+        let mut url = format!("{ws_url}/?token={token}");
         if let Some(chat) = chat {
             url.push_str(&format!("&chat_id={chat}"));
         }

@@ -233,7 +233,7 @@ async fn a_pair_has_one_direct_chat_whoever_asks_and_however_many_at_once() {
             };
             tokio::spawn(async move {
                 start.wait().await;
-                db::chats::insert_direct(&pool, &db::chats::direct_key(me, other), me)
+                db::chats::insert_direct(&pool, &db::chats::direct_key(me, other), None, me)
                     .await
                     .expect("insert direct")
             })

@@ -4,7 +4,8 @@
 //! - `db`: the `blockchat::db` functions on a fresh database of each test's own;
 //! - the rest, end to end: the local gateway on port 0 over a fresh database (`common`), used
 //!   as clients would, over HTTP and WebSocket (`client`); `permissions` is the table of who
-//!   may call which chat and message route.
+//!   may call which chat and message route;
+//! - `outage`: a gateway over a cluster of its own, which is stopped, frozen and brought back.
 
 mod client;
 mod common;
@@ -16,6 +17,7 @@ mod db;
 mod gateway;
 mod limits;
 mod messages;
+mod outage;
 mod permissions;
 mod realtime;
 mod router;

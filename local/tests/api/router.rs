@@ -335,3 +335,16 @@ async fn path_and_query_parameters_of_the_wrong_type_are_422_naming_where() {
         reply.assert_problem(422, "validation_failed");
     }
 }
+
+#[tokio::test]
+async fn health_without_a_database_is_503_with_retry_after() {
+    let started = std::time::Instant::now();
+    let reply = send(get("/api/health", None)).await;
+    reply.assert_problem(503, "database_unavailable");
+    assert_eq!(reply.header("retry-after"), Some("2"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -65,21 +65,25 @@ pub async fn insert_group(db: impl PgExecutor<'_>, name: &str, created_by: i64) 
     .await?)
 }
 
-/// Inserts the direct chat for `key`, or returns `None` when it exists already. Concurrent
-/// inserts of one key wait on the unique index, so exactly one of them creates the chat.
+/// Inserts the direct chat for `key`, named `name` if given, or returns `None` when it exists
+/// already. Concurrent inserts of one key wait on the unique index, so exactly one of them
+/// creates the chat.
 pub async fn insert_direct(
     db: impl PgExecutor<'_>,
     key: &str,
+    name: Option<&str>,
     created_by: i64,
 ) -> Result<Option<ChatRow>> {
     Ok(sqlx::query_as!(
         ChatRow,
-        "INSERT INTO chats AS c (is_group, created_by, direct_key) VALUES (false, $1, $2)
+        "INSERT INTO chats AS c (name, is_group, created_by, direct_key)
+         VALUES ($3, false, $1, $2)
          ON CONFLICT (direct_key) DO NOTHING
          RETURNING c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_activity_at,
                    c.created_at, c.updated_at",
         created_by,
         key,
+        name,
     )
     .fetch_optional(db)
     .await?)

@@ -165,6 +165,23 @@ pub async fn for_chat(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<Strin
     .await?)
 }
 
+/// The connections of one member that see a chat's events: theirs, unscoped or scoped to it.
+pub async fn for_member(
+    db: impl PgExecutor<'_>,
+    chat_id: i64,
+    user_id: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT wc.connection_id FROM chat_members cm
+         JOIN ws_connections wc ON wc.user_id = cm.user_id
+         WHERE cm.chat_id = $1 AND cm.user_id = $2 AND (wc.chat_id IS NULL OR wc.chat_id = $1)",
+        chat_id,
+        user_id,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
 /// Like [`for_chat`], without the connections of `except_user` and of the members who blocked
 /// them: the audience of what a member does (typing).
 pub async fn for_chat_except(

@@ -10,6 +10,15 @@ pub mod refresh_tokens;
 pub mod sessions;
 pub mod users;
 
+/// Checks that the database answers: a connection from the pool (pinged before it is handed
+/// out, or newly opened) and one round trip on it.
+pub async fn ping(db: &sqlx::PgPool) -> crate::error::Result<()> {
+    use sqlx::Connection;
+    let mut conn = db.acquire().await?;
+    conn.ping().await?;
+    Ok(())
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE` pattern that matches a literal prefix.
 pub fn like_prefix(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len() + 1);

@@ -54,18 +54,21 @@ pub async fn register(
 
 /// `POST /api/auth/login` — exchange a username (or email) and password for tokens.
 ///
-/// Takes the OAuth2 password form (`application/x-www-form-urlencoded`) or the same fields as
-/// JSON. Each login starts a session of its own; the access token names it (`sid`). Attempts
+/// Takes the OAuth2 password form (`application/x-www-form-urlencoded` or
+/// `multipart/form-data`, as FastAPI's form reads it; other form fields such as `grant_type`
+/// and `scope` are ignored) or the same fields as JSON. Each login starts a session of its own; the access token names it (`sid`). Attempts
 /// are counted per account and per address before the password is checked; once a budget of
 /// failures is spent the answer is 429. The answer carries `Cache-Control: no-store`.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth",
     request_body(content(
         (LoginForm = "application/json"),
         (LoginForm = "application/x-www-form-urlencoded"),
+        (LoginForm = "multipart/form-data"),
     )),
     responses(
         (status = 200, description = "Tokens", body = TokenPair,
             headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 400, description = "Malformed JSON (`malformed_json`) or multipart body (`malformed_multipart`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong username or password", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing field", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failures; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json",

@@ -71,8 +71,8 @@ where
     }
 }
 
-/// A body that may be JSON or an HTML form (`application/x-www-form-urlencoded`), as the
-/// OAuth2 password flow sends it.
+/// A body that may be JSON or an HTML form (`application/x-www-form-urlencoded` or
+/// `multipart/form-data`), as the OAuth2 password flow sends it.
 pub struct JsonOrForm<T>(pub T);
 
 impl<T, S> FromRequest<S> for JsonOrForm<T>
@@ -84,6 +84,12 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let kind = content_type(req.headers());
+        if kind
+            .as_deref()
+            .is_some_and(|k| k.starts_with("multipart/form-data"))
+        {
+            return multipart_form(req, state).await.map(JsonOrForm);
+        }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
@@ -97,6 +103,49 @@ where
             _ => parse_json(&bytes).map(JsonOrForm),
         }
     }
+}
+
+/// Reads a `multipart/form-data` body's text fields into `T`, as a form's. File parts (those
+/// with a file name) are passed over; a field that is not UTF-8 is 422, a body that is not
+/// valid multipart is 400, one over the limit 413.
+async fn multipart_form<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<T, Error> {
+    use axum::extract::Multipart;
+    use axum::extract::multipart::MultipartError;
+    use serde::de::value::{Error as ValueError, MapDeserializer};
+
+    let unreadable = |e: MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            }
+        } else {
+            Error::bad_request(
+                "malformed_multipart",
+                format!("the multipart body cannot be read: {}", e.body_text()),
+            )
+        }
+    };
+    let mut multipart = Multipart::from_request(req, state)
+        .await
+        .map_err(|e| Error::bad_request("malformed_multipart", e.body_text()))?;
+    let mut fields: Vec<(String, String)> = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        if field.file_name().is_some() {
+            continue;
+        }
+        let Some(name) = field.name().map(str::to_owned) else {
+            continue;
+        };
+        let bytes = field.bytes().await.map_err(unreadable)?;
+        let value = String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::validation(name.clone(), "must be UTF-8 text"))?;
+        fields.push((name, value));
+    }
+    T::deserialize(MapDeserializer::<_, ValueError>::new(fields.into_iter()))
+        .map_err(|e| shape_error(String::new(), e.to_string()))
 }
 
 /// Query parameters; a value of the wrong type is 422 naming the parameter.

@@ -5,11 +5,14 @@
 //! use case of [`crate::service`], hands its outcome to `Push::deliver` and answers with what
 //! that returns. Nothing below this layer imports from it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use lambda_http::RequestExt;
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 use tracing::field::Empty;
@@ -20,6 +23,7 @@ use crate::state::AppState;
 pub mod auth;
 pub mod chats;
 pub mod extract;
+pub mod health;
 pub mod messages;
 pub mod openapi;
 pub mod pagination;
@@ -69,7 +73,9 @@ pub type App = NormalizePath<Router>;
 /// Builds the service for one endpoint group.
 pub fn app(group: Group, state: AppState) -> App {
     let router = match group {
-        Group::Auth => auth::router().route("/api/openapi.json", get(openapi::serve)),
+        Group::Auth => auth::router()
+            .route("/api/openapi.json", get(openapi::serve))
+            .route("/api/health", get(health::health)),
         Group::Users => users::router(),
         Group::Chats => chats::router(),
         Group::Messages => messages::router(),
@@ -77,14 +83,19 @@ pub fn app(group: Group, state: AppState) -> App {
     NormalizePathLayer::trim_trailing_slash().layer(finish(router, state))
 }
 
-/// Layers every group shares: body limit, problem+json for unknown routes and methods, and a
-/// request span that names the route template and the chat; the caller's id is recorded into
-/// it by the `AuthUser` extractor.
+/// Layers every group shares: body limit, problem+json for unknown routes and methods, the
+/// request's deadline, and a request span that names the route template and the chat; the
+/// caller's id is recorded into it by the `AuthUser` extractor.
 fn finish(router: Router<AppState>, state: AppState) -> Router {
+    let deadline = state.config.request_deadline;
     router
         .fallback(|| async { Error::NotFound("no such route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            deadline,
+            within_deadline,
+        ))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(|req: &http::Request<_>| request_span(req))
@@ -99,6 +110,31 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+/// How long Lambda leaves an answer to travel back after the deadline fired.
+const LAMBDA_MARGIN: Duration = Duration::from_millis(500);
+
+/// Answers 503 `database_unavailable` when the request has not finished within `deadline` (or
+/// before the Lambda invocation's own deadline, whichever comes first). Everything a handler
+/// waits on for long is the database: a query to a server that froze, or a network that
+/// drops its packets, would otherwise never end. The abandoned query's connection is not
+/// reused unless it answers a ping (see `Config::pool_options`).
+async fn within_deadline(
+    State(deadline): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let lambda_left = request
+        .lambda_context_ref()
+        .filter(|context| context.deadline > 0)
+        .and_then(|context| context.deadline().duration_since(SystemTime::now()).ok())
+        .map(|left| left.saturating_sub(LAMBDA_MARGIN));
+    let deadline = lambda_left.map_or(deadline, |left| left.min(deadline));
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(elapsed) => Error::unavailable(elapsed).into_response(),
+    }
 }
 
 /// The span of one request: the route as declared (`/api/chats/{chat_id}`, never the raw path
@@ -203,7 +239,7 @@ mod tests {
             .oneshot(request)
             .await
             .expect("response");
-        assert_eq!(response.status(), 500, "the session could not be checked");
+        assert_eq!(response.status(), 503, "the session could not be checked");
         let spans = spans.0.lock().map(|s| s.clone()).unwrap_or_default();
         let (_, request) = spans
             .values()
@@ -235,6 +271,7 @@ mod tests {
     fn paths_go_to_the_function_that_template_yaml_routes_them_to() {
         assert_eq!(Group::for_path("/api/auth/login"), Group::Auth);
         assert_eq!(Group::for_path("/api/openapi.json"), Group::Auth);
+        assert_eq!(Group::for_path("/api/health"), Group::Auth);
         assert_eq!(Group::for_path("/api/users"), Group::Users);
         assert_eq!(Group::for_path("/api/users/7/status"), Group::Users);
         assert_eq!(Group::for_path("/api/users/7/block"), Group::Users);

@@ -50,6 +50,7 @@ use crate::http;
         http::messages::delete_message,
         http::messages::read_status,
         http::messages::mark_read,
+        http::health::health,
     ),
     components(schemas(
         crate::error::Problem,
@@ -64,6 +65,7 @@ use crate::http;
         (name = "users", description = "Profiles and presence"),
         (name = "chats", description = "Direct and group chats, and their members"),
         (name = "messages", description = "Messages and read tracking"),
+        (name = "health", description = "Whether the service can serve"),
     )
 )]
 pub struct ApiDoc;
@@ -93,23 +95,34 @@ impl Modify for BearerAuth {
 
 /// Adds the answers every route can give to each operation that does not list them itself:
 /// 400/413/415/422 where there is a body, 422 where there are parameters, 401 where a token is
-/// required.
+/// required, and 503 (the database cannot be reached) everywhere.
 struct StandardErrors;
 
 impl Modify for StandardErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let problem = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    crate::error::PROBLEM_JSON,
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Problem")))
-                        .build(),
-                )
-                .build()
+            ResponseBuilder::new().description(description).content(
+                crate::error::PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
         };
+        let unavailable = problem(
+            "The database cannot be reached or did not answer in time \
+             (`database_unavailable`); see Retry-After",
+        )
+        .header(
+            "retry-after",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds to wait"))
+                .build(),
+        )
+        .build();
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -126,7 +139,7 @@ impl Modify for StandardErrors {
                         .responses
                         .responses
                         .entry(code.to_owned())
-                        .or_insert_with(|| problem(description).into());
+                        .or_insert_with(|| problem(description).build().into());
                 };
                 if has_body {
                     add("400", "The body is not valid JSON");
@@ -144,6 +157,11 @@ impl Modify for StandardErrors {
                          ended (`session_ended`)",
                     );
                 }
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_owned())
+                    .or_insert_with(|| unavailable.clone().into());
             }
         }
     }
@@ -189,6 +207,7 @@ mod tests {
                 if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
                     assert!(codes.contains(&"401"), "{path}: 401 missing from {codes:?}");
                 }
+                assert!(codes.contains(&"503"), "{path}: 503 missing from {codes:?}");
             }
         }
     }

@@ -123,7 +123,13 @@ async fn connect(
         span.record("chat_id", chat_id);
     }
     let max_connections = state.config.limits.connections_per_user;
-    match presence::connect(&state.db, caller, connection_id, chat_id, max_connections).await {
+    let connected = tokio::time::timeout(
+        state.config.request_deadline,
+        presence::connect(&state.db, caller, connection_id, chat_id, max_connections),
+    )
+    .await
+    .unwrap_or_else(|elapsed| Err(Refusal::Failed(Error::unavailable(elapsed))));
+    match connected {
         Ok(outcome) => {
             state.push.deliver(outcome).await;
             let mut response = respond(200, "");
@@ -147,6 +153,10 @@ async fn connect(
             tracing::info!("connect refused: session ended");
             respond(401, "the session has ended; log in again")
         }
+        Err(Refusal::Failed(e @ Error::Unavailable(_))) => {
+            tracing::warn!(error = %e.chain(), "connect refused: database unavailable");
+            respond(503, "the database is unavailable; try again shortly")
+        }
         Err(Refusal::Failed(e)) => {
             tracing::error!(error = %e.chain(), "connect failed");
             respond(500, "internal error")
@@ -154,9 +164,19 @@ async fn connect(
     }
 }
 
+/// Forgets the connection, within the request deadline: past it the row stays until the
+/// next post to it answers 410 or the stale sweep takes it.
 async fn disconnect(state: &AppState, connection_id: &str) {
-    let outcome = presence::disconnect(&state.db, connection_id).await;
-    state.push.deliver(outcome).await;
+    let forget = async {
+        let outcome = presence::disconnect(&state.db, connection_id).await;
+        state.push.deliver(outcome).await;
+    };
+    if tokio::time::timeout(state.config.request_deadline, forget)
+        .await
+        .is_err()
+    {
+        tracing::warn!("disconnect: the database did not answer in time");
+    }
 }
 
 /// A client frame, routed on `action`.
@@ -202,8 +222,15 @@ fn parse_frame(body: &str) -> Result<Frame, Reply> {
     serde_json::from_value(value).map_err(|e| error_reply("invalid_frame", e.to_string()))
 }
 
+/// Answers a frame within the request deadline: past it, with a `database_unavailable` error
+/// frame, as an HTTP request gets a 503.
 async fn frame(state: &AppState, connection_id: &str, body: &str) {
-    if let Some(reply) = answer(state, connection_id, body).await {
+    let deadline = state.config.request_deadline;
+    let reply = match tokio::time::timeout(deadline, answer(state, connection_id, body)).await {
+        Ok(reply) => reply,
+        Err(elapsed) => Some(from_error(&Error::unavailable(elapsed))),
+    };
+    if let Some(reply) = reply {
         state.push.reply(connection_id, &reply).await;
     }
 }

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::service::access::{Member, chat_not_found};
 use crate::service::consent;
 use crate::service::{Audience, Outcome, Stored};
+use crate::views::chats::name_for;
 use crate::views::{
     ChatSummary, ChatUpdate, ChatView, Event, MemberList, MemberView, MessageView, NewChat,
     ReadCursors,
@@ -42,7 +43,12 @@ enum Members {
 
 /// Views of `rows` in a fixed number of queries, whatever their count: the members of all of
 /// them (and, for previews, their counts and read state), and their newest messages.
-async fn views(db: &PgPool, rows: Vec<MemberChatRow>, which: Members) -> Result<Vec<ChatView>> {
+async fn views(
+    db: &PgPool,
+    viewer: i64,
+    rows: Vec<MemberChatRow>,
+    which: Members,
+) -> Result<Vec<ChatView>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -83,7 +89,7 @@ async fn views(db: &PgPool, rows: Vec<MemberChatRow>, which: Members) -> Result<
                 });
                 MessageView::new(m, read)
             });
-            ChatView::new(row, members, member_count, last_message)
+            ChatView::new(viewer, row, members, member_count, last_message)
         })
         .collect())
 }
@@ -93,7 +99,7 @@ async fn view_for(db: &PgPool, chat_id: i64, user_id: i64) -> Result<ChatView> {
     let row = db::chats::find_for_member(db, chat_id, user_id)
         .await?
         .ok_or_else(chat_not_found)?;
-    views(db, vec![row], Members::All)
+    views(db, user_id, vec![row], Members::All)
         .await?
         .pop()
         .ok_or_else(chat_not_found)
@@ -117,7 +123,7 @@ pub async fn list(
             at: last.chat.last_activity_at,
             id: last.chat.id,
         });
-    Ok((views(db, rows, Members::Preview).await?, next))
+    Ok((views(db, caller.id, rows, Members::Preview).await?, next))
 }
 
 /// One chat; members only.
@@ -187,10 +193,11 @@ pub async fn create(
             "a direct chat needs exactly one other user",
         ));
     }
-    let name = if is_group {
-        Some(ChatName::parse(body.name.unwrap_or_default())?)
-    } else {
-        None
+    // A group needs a name; a direct chat may be given one, which both members then see.
+    let name = match body.name {
+        None if !is_group => None,
+        Some(name) if !is_group && name.trim().is_empty() => None,
+        name => Some(ChatName::parse(name.unwrap_or_default())?),
     };
     check_users_exist(db, &others).await?;
     if is_group {
@@ -201,15 +208,16 @@ pub async fn create(
 
     let mut tx = db.begin().await?;
     let (chat, created) = match name {
-        Some(name) => {
+        Some(name) if is_group => {
             let chat = db::chats::insert_group(&mut *tx, name.as_str(), caller.id).await?;
             db::members::add(&mut *tx, chat.id, &[caller.id], Role::Admin).await?;
             db::members::add(&mut *tx, chat.id, &others, Role::Member).await?;
             (chat, true)
         }
-        None => {
+        name => {
             let key = db::chats::direct_key(caller.id, others[0]);
-            match db::chats::insert_direct(&mut *tx, &key, caller.id).await? {
+            let name = name.as_ref().map(ChatName::as_str);
+            match db::chats::insert_direct(&mut *tx, &key, name, caller.id).await? {
                 Some(chat) => {
                     db::members::add(&mut *tx, chat.id, &[caller.id, others[0]], Role::Member)
                         .await?;
@@ -238,15 +246,41 @@ pub async fn create(
         members = view.users.len(),
         "chat created"
     );
-    let event = Event::ChatCreated {
-        chat_id: chat.id,
-        chat: ChatSummary::from(&view),
+    let notices: Vec<(Audience, Event)> = if is_group {
+        let event = Event::ChatCreated {
+            chat_id: chat.id,
+            chat: ChatSummary::from(&view),
+        };
+        vec![(Audience::Chat(chat.id), event)]
+    } else {
+        // Each member of a direct chat sees it named after the other one.
+        view.users
+            .iter()
+            .map(|member| {
+                let summary = ChatSummary {
+                    name: name_for(chat.name.as_deref(), &view.users, member.id),
+                    ..ChatSummary::from(&view)
+                };
+                let audience = Audience::Member {
+                    chat_id: chat.id,
+                    user_id: member.id,
+                };
+                let event = Event::ChatCreated {
+                    chat_id: chat.id,
+                    chat: summary,
+                };
+                (audience, event)
+            })
+            .collect()
     };
-    Ok(Outcome::quiet(Stored {
+    let mut outcome = Outcome::quiet(Stored {
         item: view,
         created,
-    })
-    .notify(Audience::Chat(chat.id), event))
+    });
+    for (audience, event) in notices {
+        outcome = outcome.notify(audience, event);
+    }
+    Ok(outcome)
 }
 
 /// Renames a group; its admins only.

@@ -27,6 +27,9 @@ use crate::views::Event;
 pub enum Audience {
     /// Every live connection that sees the chat, found when the notice is delivered.
     Chat(i64),
+    /// The connections of one member that see the chat (unscoped, or scoped to it): for an
+    /// event whose content depends on who receives it (a direct chat's name).
+    Member { chat_id: i64, user_id: i64 },
     /// Like `Chat`, without the connections of one user (the typist).
     ChatExcept { chat_id: i64, user_id: i64 },
     /// Connections found before the change, while the members who lose the chat still

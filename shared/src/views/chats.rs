@@ -10,12 +10,31 @@ use crate::domain::Role;
 use crate::views::messages::MessageView;
 use crate::views::users::UserView;
 
+/// What a direct chat is called when the other member's account is gone and no name was given.
+pub const DELETED_ACCOUNT: &str = "Deleted account";
+
+/// A chat's name as `viewer` sees it: the name it was given (always, for a group); for a direct
+/// chat without one, the other member's display name, or [`DELETED_ACCOUNT`] once that
+/// member's account is gone. `members` must hold all of a direct chat's members.
+pub fn name_for(given: Option<&str>, members: &[UserView], viewer: i64) -> String {
+    match given {
+        Some(name) => name.to_owned(),
+        None => members
+            .iter()
+            .find(|u| u.id != viewer)
+            .map_or_else(|| DELETED_ACCOUNT.to_owned(), |u| u.display_name.clone()),
+    }
+}
+
 /// A chat as the caller sees it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ChatView {
     pub id: i64,
-    /// The group's name; `null` for a direct chat.
-    pub name: Option<String>,
+    /// Never null: the group's name; for a direct chat, the name given at its creation, else
+    /// the other member's display name as the caller sees it (`Deleted account` once that
+    /// account is gone).
+    #[schema(example = "Project Falcon")]
+    pub name: String,
     pub is_group_chat: bool,
     pub created_by: Option<i64>,
     pub created_at: DateTime<Utc>,
@@ -39,26 +58,28 @@ pub struct ChatView {
 }
 
 impl ChatView {
-    /// Builds the view from the caller's row, the members to show (all, or the first few of
-    /// `member_count`), and the newest message.
+    /// Builds the view `viewer` gets from their row, the members to show (all, or the first
+    /// few of `member_count`; all of a direct chat's), and the newest message.
     pub fn new(
+        viewer: i64,
         row: MemberChatRow,
         members: Vec<MemberRow>,
         member_count: i64,
         last_message: Option<MessageView>,
     ) -> Self {
         let chat = row.chat;
+        let users: Vec<UserView> = members
+            .into_iter()
+            .map(|m| UserView::public(m.user))
+            .collect();
         Self {
             id: chat.id,
-            name: chat.name,
+            name: name_for(chat.name.as_deref(), &users, viewer),
             is_group_chat: chat.is_group,
             created_by: chat.created_by,
             created_at: chat.created_at,
             updated_at: chat.updated_at,
-            users: members
-                .into_iter()
-                .map(|m| UserView::public(m.user))
-                .collect(),
+            users,
             member_count,
             unread_count: (chat.last_seq - row.last_read_seq).max(0),
             last_message,
@@ -90,11 +111,13 @@ impl From<MemberRow> for MemberView {
     }
 }
 
-/// A chat without the per-member fields (role, unread count), the same for every recipient.
+/// A chat without the per-member fields (role, unread count). Its `name` is the recipient's
+/// view of it, as in [`ChatView`]: a direct chat's differs per member.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ChatSummary {
     pub id: i64,
-    pub name: Option<String>,
+    /// Never null; see `ChatView.name`.
+    pub name: String,
     pub is_group_chat: bool,
     pub created_by: Option<i64>,
     pub created_at: DateTime<Utc>,

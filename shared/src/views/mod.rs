@@ -7,12 +7,14 @@
 pub mod auth;
 pub mod chats;
 pub mod events;
+pub mod health;
 pub mod messages;
 pub mod users;
 
 pub use auth::{LoginForm, NewUser, RefreshRequest, TokenPair};
 pub use chats::{ChatSummary, ChatUpdate, ChatView, MemberList, MemberView, NewChat};
 pub use events::{Event, MAX_FRAME_BYTES, Reply};
+pub use health::Health;
 pub use messages::{
     Author, MarkRead, MessageEdit, MessageQuery, MessageView, NewMessage, ReadCursorView,
     ReadCursors, ReadReceipt, ReadStatus,
