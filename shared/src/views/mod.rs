@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chats;
 pub mod events;
 pub mod messages;
+pub mod number;
 pub mod users;
 
 pub use auth::{LoginForm, NewUser, RefreshRequest, TokenPair};
@@ -17,4 +18,5 @@ pub use messages::{
     Author, MarkRead, MessageEdit, MessageQuery, MessageView, NewMessage, ReadCursorView,
     ReadCursors, ReadReceipt, ReadStatus,
 };
+pub use number::query_integer;
 pub use users::{AccountDeletion, ProfileUpdate, StatusUpdate, StatusView, UserView};
