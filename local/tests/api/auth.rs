@@ -530,6 +530,98 @@ async fn openapi_document_lists_every_route() {
 }
 
 #[tokio::test]
+async fn the_openapi_document_links_created_ids_and_states_the_servers_rules() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .call(Method::GET, "/api/openapi.json", None, None)
+        .await
+        .body;
+    let paths = &doc["paths"];
+    let links = |path: &str, method: &str, status: &str| {
+        paths[path][method]["responses"][status]["links"].clone()
+    };
+    let registered = links("/api/auth/register", "post", "201");
+    assert_eq!(registered["GetUser"]["operationId"], "get_user");
+    assert_eq!(
+        registered["GetUser"]["parameters"]["user_id"],
+        "$response.body#/id"
+    );
+    assert_eq!(
+        registered["StartDirectChat"]["requestBody"]["user_ids"][0],
+        "$response.body#/id"
+    );
+    let created = links("/api/chats", "post", "201");
+    for (link, operation) in [
+        ("GetChat", "get_chat"),
+        ("SendMessage", "send_message"),
+        ("AddMembers", "add_members"),
+        ("RemoveMember", "remove_member"),
+    ] {
+        assert_eq!(created[link]["operationId"], operation, "{link}");
+        assert_eq!(created[link]["parameters"]["chat_id"], "$response.body#/id");
+    }
+    let sent = links("/api/chats/{chat_id}/messages", "post", "201");
+    assert_eq!(
+        sent["EditMessage"]["parameters"]["message_id"],
+        "$response.body#/id"
+    );
+    assert_eq!(
+        sent["ReadStatus"]["parameters"]["chat_id"],
+        "$response.body#/chat_id"
+    );
+    // Every link names an operation of the document.
+    let operation_ids: Vec<&str> = paths
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+        .filter_map(|item| item.as_object())
+        .flat_map(|item| item.values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    for link in [registered, created, sent]
+        .iter()
+        .filter_map(|l| l.as_object())
+        .flat_map(|l| l.values())
+    {
+        let target = link["operationId"].as_str().unwrap_or_default();
+        assert!(operation_ids.contains(&target), "{target}");
+    }
+
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["NewUser"]["properties"]["email"]["format"], "email");
+    let content = schemas["NewMessage"]["properties"]["content"]["pattern"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(content.contains("\\x00"), "NUL excluded: {content}");
+    let name = schemas["ChatUpdate"]["properties"]["name"]["pattern"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(name.contains("\\u202e"), "bidi overrides excluded: {name}");
+    assert_eq!(
+        schemas["AccountDeletion"]["required"],
+        serde_json::json!(["current_password"])
+    );
+    let bare = &schemas["MemberList"]["oneOf"][1];
+    assert_eq!(
+        (bare["minItems"].clone(), bare["maxItems"].clone()),
+        (1.into(), 1000.into())
+    );
+    let cursor = |path: &str| {
+        paths[path]["get"]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "cursor")
+            .map(|p| p["schema"]["pattern"].clone())
+    };
+    assert_eq!(cursor("/api/users"), Some("^[0-9]{0,19}$".into()));
+    assert_eq!(
+        cursor("/api/chats"),
+        Some("^([0-9]{1,19}\\.[0-9]{1,19})?$".into())
+    );
+}
+
+#[tokio::test]
 async fn absurd_logins_fail_cleanly_instead_of_erroring() {
     let app = TestApp::spawn().await;
     app.user("alice").await;

@@ -1118,3 +1118,42 @@ async fn a_direct_chat_whose_other_member_is_gone_is_named_deleted_account() {
     assert_eq!(seen["name"], "Deleted account");
     assert_eq!(listed_name(&app, &alice, chat).await, "Deleted account");
 }
+
+#[tokio::test]
+async fn cursors_must_have_the_documented_shape_and_one_past_the_end_lists_nothing() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    app.group(&alice, "team", &[&bob]).await;
+
+    for cursor in ["12", "%201.2", "-1.2", "1.2.3", "1.x"] {
+        app.get_as(&alice, &format!("/api/chats?cursor={cursor}"))
+            .await
+            .assert_problem(422, "validation_failed");
+    }
+    for cursor in ["%2012", "-5", "%2B5", "1.5", "12345678901234567890"] {
+        app.get_as(&alice, &format!("/api/users?cursor={cursor}"))
+            .await
+            .assert_problem(422, "validation_failed");
+    }
+    let far = app
+        .get_as(
+            &alice,
+            "/api/chats?cursor=9999999999999999999.9999999999999999999",
+        )
+        .await;
+    assert_eq!(far.status, 200, "{}", far.body);
+    assert_eq!(far.body.as_array().map(Vec::len), Some(1), "{}", far.body);
+    let past = app
+        .get_as(&alice, "/api/users?cursor=9999999999999999999")
+        .await;
+    assert_eq!(past.status, 200, "{}", past.body);
+    assert_eq!(past.body, serde_json::json!([]));
+    let first = app.get_as(&alice, "/api/users?cursor=").await;
+    assert_eq!(
+        first.body.as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        first.body
+    );
+}

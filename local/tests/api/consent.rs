@@ -64,7 +64,10 @@ async fn blocks_are_listed_idempotent_and_lifted() {
         .assert_problem(404, "not_found");
     app.post_as(&alice, &format!("/api/users/{}/block", alice.id), json!({}))
         .await
-        .assert_problem(422, "validation_failed");
+        .assert_problem(403, "cannot_block_self");
+    app.delete_as(&alice, &format!("/api/users/{}/block", alice.id))
+        .await
+        .assert_problem(403, "cannot_block_self");
 }
 
 #[tokio::test]

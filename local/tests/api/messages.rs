@@ -802,3 +802,107 @@ async fn a_former_member_cannot_send_even_as_a_retry() {
     .assert_problem(404, "not_found");
     assert_eq!(stored_count(&app).await, 1);
 }
+
+#[tokio::test]
+async fn before_seq_with_after_seq_lists_the_messages_between_them_oldest_first() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat = app.group(&alice, "team", &[&bob]).await;
+    for n in 1..=7 {
+        app.send(&alice, chat, &format!("message {n}")).await;
+    }
+    // A deleted message keeps its place: the window still counts it.
+    let path = format!("/api/chats/{chat}/messages");
+    let third = app.messages(&bob, chat, "?after_seq=2&limit=1").await;
+    let reply = app
+        .delete_as(&alice, &format!("{path}/{}", third[0]["id"]))
+        .await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+
+    let between = app.messages(&bob, chat, "?after_seq=1&before_seq=6").await;
+    assert_eq!(seqs(&between), [2, 3, 4, 5]);
+    assert_eq!(between[1]["deleted"], true);
+    assert_eq!(
+        seqs(
+            &app.messages(&bob, chat, "?before_seq=6&after_seq=1&limit=2")
+                .await
+        ),
+        [2, 3]
+    );
+    assert_eq!(
+        seqs(
+            &app.messages(&bob, chat, "?after_seq=1&before_seq=6&skip=3")
+                .await
+        ),
+        [5]
+    );
+    for empty in [
+        "?after_seq=3&before_seq=4",
+        "?after_seq=5&before_seq=2",
+        "?after_seq=1&before_seq=6&skip=4",
+    ] {
+        assert!(app.messages(&bob, chat, empty).await.is_empty(), "{empty}");
+    }
+    assert_eq!(
+        seqs(
+            &app.messages(&bob, chat, "?after_seq=5&before_seq=1000")
+                .await
+        ),
+        [6, 7]
+    );
+}
+
+#[tokio::test]
+async fn integral_numbers_are_integers_in_bodies_and_query_strings() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat = app.group(&alice, "team", &[&bob]).await;
+    for n in 1..=4 {
+        app.send(&alice, chat, &format!("message {n}")).await;
+    }
+
+    let cursor = app
+        .mark_read(&bob, chat, Some(json!({"up_to_seq": 2.0})))
+        .await;
+    assert_eq!(cursor["last_read_seq"], 2);
+    assert_eq!(cursor["unread_count"], 2);
+    let read = format!("/api/chats/{chat}/messages/read");
+    for bad in [json!({"up_to_seq": 3.5}), json!({"up_to_seq": "3"})] {
+        app.put_as(&bob, &read, bad)
+            .await
+            .assert_problem(422, "validation_failed");
+    }
+    assert_eq!(
+        app.chat_as(&bob, chat).await["last_read_seq"],
+        2,
+        "a refused mark changes nothing"
+    );
+
+    assert_eq!(
+        seqs(&app.messages(&bob, chat, "?limit=2.0&before_seq=4.0").await),
+        [3, 2]
+    );
+    assert_eq!(
+        seqs(&app.messages(&bob, chat, "?after_seq=1.00&skip=1.0").await),
+        [3, 4]
+    );
+    let path = format!("/api/chats/{chat}/messages");
+    for query in ["?limit=2.5", "?after_seq=1e", "?skip=0.1"] {
+        app.get_as(&bob, &format!("{path}{query}"))
+            .await
+            .assert_problem(422, "validation_failed");
+    }
+
+    let carol = app.user("carol").await;
+    let added = app
+        .post_as(
+            &alice,
+            &format!("/api/chats/{chat}/members"),
+            json!({"user_ids": [carol.id as f64]}),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert_eq!(added.body["member_count"], 3);
+}

@@ -318,6 +318,7 @@ async fn path_and_query_parameters_of_the_wrong_type_are_422_naming_where() {
         "/api/chats/1/messages?before_seq=x",
         "/api/chats?limit=-x",
         "/api/users?limit=1.5",
+        "/api/chats/1/messages?after_seq=1&before_seq=5.5",
     ] {
         let reply = send_with(&state, get(path, Some(&bearer))).await;
         assert_names_field(&reply, "query");
@@ -327,7 +328,6 @@ async fn path_and_query_parameters_of_the_wrong_type_are_422_naming_where() {
         "/api/chats/1/messages?limit=0",
         "/api/chats/1/messages?skip=-1",
         "/api/chats/1/messages?after_seq=-1",
-        "/api/chats/1/messages?after_seq=1&before_seq=5",
         "/api/chats?limit=0",
         "/api/users?cursor=zzz",
     ] {

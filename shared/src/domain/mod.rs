@@ -7,7 +7,9 @@ mod page;
 mod text;
 
 pub use page::{ChatCursor, DEFAULT_LIMIT, MAX_LIMIT, MAX_SKIP, Page, limit, skip_of};
-pub use text::{ChatName, ClientId, DisplayName, Email, MessageBody, Password, Username};
+pub use text::{
+    ChatName, ClientId, DisplayName, Email, MessageBody, Password, Username, is_hidden,
+};
 
 /// Whoever a use case acts for, as an access token proved them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

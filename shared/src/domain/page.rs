@@ -23,9 +23,9 @@ impl Page {
     pub fn parse(limit_raw: Option<i64>, cursor: Option<&str>, skip: Option<i64>) -> Result<Self> {
         Ok(Page {
             limit: limit(limit_raw)?,
-            after: match cursor.map(str::trim) {
+            after: match cursor {
                 None | Some("") => None,
-                Some(c) => Some(c.parse::<i64>().map_err(|_| foreign_cursor())?),
+                Some(c) => Some(cursor_number(c)?),
             },
             skip: skip_of(skip)?,
         })
@@ -65,6 +65,16 @@ fn foreign_cursor() -> Error {
     Error::validation("cursor", "is not a cursor this API gave out")
 }
 
+/// A number within a cursor: 1–19 ASCII digits (the documented pattern). One beyond every
+/// id or time reads as the largest, past everything.
+fn cursor_number(text: &str) -> Result<i64> {
+    if !(1..=19).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(foreign_cursor());
+    }
+    let n: u64 = text.parse().map_err(|_| foreign_cursor())?;
+    Ok(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 /// The position in a list of chats ordered by activity: `"{micros}.{id}"` of the last chat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChatCursor {
@@ -74,13 +84,13 @@ pub struct ChatCursor {
 
 impl ChatCursor {
     pub fn parse(raw: Option<&str>) -> Result<Option<Self>> {
-        let Some(raw) = raw.map(str::trim).filter(|c| !c.is_empty()) else {
+        let Some(raw) = raw.filter(|c| !c.is_empty()) else {
             return Ok(None);
         };
         let (micros, id) = raw.split_once('.').ok_or_else(foreign_cursor)?;
-        let micros: i64 = micros.parse().map_err(|_| foreign_cursor())?;
-        let id: i64 = id.parse().map_err(|_| foreign_cursor())?;
-        let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(foreign_cursor)?;
+        let micros = cursor_number(micros)?;
+        let id = cursor_number(id)?;
+        let at = DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC);
         Ok(Some(Self { at, id }))
     }
 }
@@ -115,6 +125,22 @@ mod tests {
         let err = Page::parse(None, Some("abc"), None).expect_err("bad cursor");
         assert_eq!(err.status(), 422);
         assert!(ChatCursor::parse(Some("12")).is_err());
+        for shape in [" 12", "-12", "+12", "1e3", "12345678901234567890"] {
+            assert!(Page::parse(None, Some(shape), None).is_err(), "{shape:?}");
+        }
+        for shape in ["1.2.3", "-1.2", "1.", ".2", " 1.2"] {
+            assert!(ChatCursor::parse(Some(shape)).is_err(), "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn cursors_of_the_documented_shape_beyond_every_row_read_as_the_end() {
+        let page = Page::parse(None, Some("9999999999999999999"), None).expect("19 digits");
+        assert_eq!(page.after, Some(i64::MAX));
+        let far = ChatCursor::parse(Some("9999999999999999999.9999999999999999999"))
+            .expect("parses")
+            .expect("a cursor");
+        assert_eq!((far.at, far.id), (DateTime::<Utc>::MAX_UTC, i64::MAX));
     }
 
     #[test]

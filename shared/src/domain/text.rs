@@ -9,7 +9,7 @@ fn chars(s: &str) -> usize {
 /// A control character (Cc) or a format character (Cf): bidi overrides and isolates
 /// (`U+202E`), zero-width spaces and joiners (`U+200B`, `U+200D`), the BOM. In a name they make
 /// one name look like another (`ad\u{202E}nim` shows as `admin`) or hide text.
-fn is_hidden(c: char) -> bool {
+pub fn is_hidden(c: char) -> bool {
     c.is_control() || c.general_category() == GeneralCategory::Format
 }
 
@@ -45,7 +45,10 @@ impl Username {
 }
 
 /// An address of the form `local@domain.tld`, at most 254 characters, stored as given (trimmed)
-/// and compared ignoring case.
+/// and compared ignoring case. The local part is 1–64 characters, none of them `@`, white space
+/// or a control character; the domain is two or more labels of ASCII letters, digits and
+/// hyphens (an internationalized domain in its `xn--` form), 1–63 characters each, neither
+/// starting nor ending with a hyphen. The OpenAPI document gives the same rule as a pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -53,22 +56,21 @@ impl Email {
     pub fn parse(raw: String) -> Result<Self, Error> {
         let s = raw.trim();
         let invalid = || Error::validation("email", "is not a valid email address");
-        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if chars(s) > 254 {
             return Err(invalid());
         }
         let (local, domain) = s.rsplit_once('@').ok_or_else(invalid)?;
-        if local.is_empty() || local.len() > 64 || local.contains('@') {
-            return Err(invalid());
-        }
-        let labels: Vec<&str> = domain.split('.').collect();
-        let label_ok = |l: &&str| {
-            !l.is_empty()
-                && l.len() <= 63
+        let local_ok = (1..=64).contains(&chars(local))
+            && !local
+                .chars()
+                .any(|c| c == '@' || c.is_whitespace() || c.is_control());
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
-        if labels.len() < 2 || !labels.iter().all(label_ok) {
+        if !local_ok || domain.split('.').count() < 2 || !domain.split('.').all(label_ok) {
             return Err(invalid());
         }
         Ok(Self(s.to_owned()))
@@ -243,9 +245,15 @@ mod tests {
             "a b@example.com",
             "alice@-x.com",
             "alice@x..com",
+            "-@-.-",
+            "al\u{1}ice@example.com",
+            "alice@b\u{fc}cher.de",
+            "alice@example-.com",
         ] {
             assert!(Email::parse(bad.into()).is_err(), "{bad:?} must be refused");
         }
+        assert!(Email::parse("z\u{f6}e+tag@xn--bcher-kva.de".into()).is_ok());
+        assert!(Email::parse(format!("{}@example.com", "\u{e9}".repeat(64))).is_ok());
         assert_eq!(
             Email::parse(" Alice@Example.com ".into())
                 .expect("valid")

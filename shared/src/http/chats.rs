@@ -9,7 +9,7 @@ use axum::routing::{delete, get};
 use crate::domain::{ChatCursor, limit, skip_of};
 use crate::error::Result;
 use crate::http::extract::{AuthUser, Json, Path, Query};
-use crate::http::pagination::{OffsetQuery, PageQuery, created_or_ok, next_page_headers};
+use crate::http::pagination::{ChatPageQuery, OffsetQuery, created_or_ok, next_page_headers};
 use crate::service::chats;
 use crate::state::AppState;
 use crate::views::{ChatUpdate, ChatView, MemberList, MemberView, NewChat};
@@ -34,7 +34,7 @@ pub fn router() -> Router<AppState> {
 /// `GET /api/chats` — the caller's chats, most recent activity first, each with its first
 /// few members and `member_count`.
 #[utoipa::path(get, path = "/api/chats", tag = "chats", security(("bearer" = [])),
-    params(PageQuery),
+    params(ChatPageQuery),
     responses(
         (status = 200, description = "A page of chats; `X-Next-Cursor` names the next page when there is one", body = [ChatView],
             headers(("x-next-cursor" = String, description = "Pass as `cursor` for the next page"))),
@@ -44,7 +44,7 @@ pub fn router() -> Router<AppState> {
 pub async fn list_chats(
     user: AuthUser,
     State(state): State<AppState>,
-    Query(page): Query<PageQuery>,
+    Query(page): Query<ChatPageQuery>,
 ) -> Result<impl IntoResponse> {
     let limit = limit(page.limit)?;
     let after = ChatCursor::parse(page.cursor.as_deref())?;

@@ -217,6 +217,9 @@ fn body_rejection(e: BytesRejection) -> Error {
 }
 
 /// Syntax errors are 400; a well-formed document of the wrong shape is 422 with the field path.
+///
+/// A number written with a zero fraction (`5.0`) is an integer to JSON Schema, so where an
+/// integer is asked it is read as one; `5.5` stays a 422.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::bad_request(
@@ -232,7 +235,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             let path = e.path().to_string();
             let inner = e.into_inner();
             return Err(match inner.classify() {
-                serde_json::error::Category::Data => shape_error(path, strip_position(&inner)),
+                serde_json::error::Category::Data => match with_integral_numbers(bytes) {
+                    Some(value) => return Ok(value),
+                    None => shape_error(path, strip_position(&inner)),
+                },
                 _ => Error::bad_request(
                     "malformed_json",
                     format!(
@@ -250,6 +256,40 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         )
     })?;
     Ok(value)
+}
+
+/// The body read again with every integral number written as an integer (`5.0` → `5`), when
+/// it has such numbers and then fits `T`. Only a body that failed to fit pays for this.
+fn with_integral_numbers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !integral_to_integer(&mut value) {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// Rewrites integral floats within ±2^53 (where every integer has an exact float) as
+/// integers; answers whether it rewrote any.
+fn integral_to_integer(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < EXACT => {
+                // In range and integral: the conversion is exact.
+                *value = Value::from(f as i64);
+                true
+            }
+            _ => false,
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, item| integral_to_integer(item) | any),
+        Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |any, item| integral_to_integer(item) | any),
+        _ => false,
+    }
 }
 
 fn strip_position(e: &serde_json::Error) -> String {
@@ -382,6 +422,19 @@ mod tests {
             panic!("expected a validation error");
         };
         assert_eq!(fields[0].field, "count");
+    }
+
+    #[test]
+    fn integral_numbers_are_integers() {
+        let body = parse_json::<Body>(br#"{"name":"a","count":5.0}"#).expect("5.0 is 5");
+        assert_eq!(body.count, 5);
+        let err = parse_json::<Body>(br#"{"name":"a","count":5.5}"#).expect_err("not integral");
+        let Error::Validation(fields) = err else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(fields[0].field, "count");
+        let err = parse_json::<Body>(br#"{"name":1.0,"count":5.0}"#).expect_err("wrong type");
+        assert_eq!(err.status(), 422);
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub async fn read_status(
         (status = 200, description = "The caller's read cursor", body = ReadCursorView),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such chat, or not a member", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A negative seq", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A negative or fractional `up_to_seq` (an integral number such as `5.0` is read as `5`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn mark_read(
     user: AuthUser,

@@ -8,6 +8,7 @@ use utoipa::IntoParams;
 use crate::domain::{Page, limit, skip_of};
 use crate::error::Result;
 use crate::service::Stored;
+use crate::views::query_integer;
 
 /// The response header that carries the cursor of the next page, when there is one.
 pub const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
@@ -16,12 +17,34 @@ pub const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1–100 (default 50; larger values are capped at 100).
+    #[serde(default, deserialize_with = "query_integer")]
     #[param(minimum = 1)]
     pub limit: Option<i64>,
-    /// The `X-Next-Cursor` of the previous page.
+    /// The `X-Next-Cursor` of the previous page (an id); empty or left out: the first page.
+    #[param(pattern = r"^[0-9]{0,19}$")]
     pub cursor: Option<String>,
     /// Items to skip, at most 10,000 (offset pagination, kept for older clients; prefer
     /// `cursor`).
+    #[serde(default, deserialize_with = "query_integer")]
+    #[param(minimum = 0, maximum = 10000)]
+    pub skip: Option<i64>,
+}
+
+/// The paging of the chat list, whose cursor is a position in the order of activity.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChatPageQuery {
+    /// Page size, 1–100 (default 50; larger values are capped at 100).
+    #[serde(default, deserialize_with = "query_integer")]
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
+    /// The `X-Next-Cursor` of the previous page (`{micros}.{id}`); empty or left out: the
+    /// first page.
+    #[param(pattern = r"^([0-9]{1,19}\.[0-9]{1,19})?$")]
+    pub cursor: Option<String>,
+    /// Chats to skip, at most 10,000 (offset pagination, kept for older clients; prefer
+    /// `cursor`).
+    #[serde(default, deserialize_with = "query_integer")]
     #[param(minimum = 0, maximum = 10000)]
     pub skip: Option<i64>,
 }
@@ -31,9 +54,11 @@ pub struct PageQuery {
 #[into_params(parameter_in = Query)]
 pub struct OffsetQuery {
     /// Page size, 1–100 (default 50; larger values are capped at 100).
+    #[serde(default, deserialize_with = "query_integer")]
     #[param(minimum = 1)]
     pub limit: Option<i64>,
     /// Items to skip, at most 10,000.
+    #[serde(default, deserialize_with = "query_integer")]
     #[param(minimum = 0, maximum = 10000)]
     pub skip: Option<i64>,
 }

@@ -211,7 +211,7 @@ pub async fn list_blocks(
         (status = 204, description = "Blocked (or already blocked)"),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The caller themselves", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller themselves (`cannot_block_self`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn block_user(
     caller: AuthUser,
@@ -230,7 +230,7 @@ pub async fn block_user(
         (status = 204, description = "Not blocked (any more)"),
         (status = 401, description = "Missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The caller themselves", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller themselves (`cannot_block_self`)", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn unblock_user(
     caller: AuthUser,

@@ -10,10 +10,14 @@ use crate::domain::{Caller, Page};
 use crate::error::{Error, Result};
 use crate::views::UserView;
 
-/// 404 for an account that does not exist, 422 for the caller themselves.
+/// 404 for an account that does not exist, 403 for the caller themselves (a request the schema
+/// cannot tell apart from a good one, about a user the caller sees but cannot block).
 async fn require_other(db: &PgPool, caller: Caller, user_id: i64) -> Result<()> {
     if user_id == caller.id {
-        return Err(Error::validation("user_id", "you cannot block yourself"));
+        return Err(Error::Forbidden(
+            "cannot_block_self",
+            "you cannot block or unblock yourself",
+        ));
     }
     if db::users::find(db, user_id).await?.is_none() {
         // (Not `users::user_not_found`: `users` builds on `chats`, which builds on this.)

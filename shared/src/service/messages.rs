@@ -20,22 +20,28 @@ fn message_deleted() -> Error {
     Error::conflict("message_deleted", "a deleted message cannot be edited")
 }
 
-/// The order a page runs in: newest first, or oldest first after `after_seq`.
-fn order_of(q: &MessageQuery) -> Result<Order> {
+/// The order a page runs in and the most rows it may hold: newest first (below `before_seq`),
+/// or oldest first after `after_seq`; with both, the messages between them, oldest first.
+/// `seq` is gap-free (messages leave only as tombstones, or with their chat), so at most
+/// `before - after - 1` messages lie between the two, and an oldest-first page cut to that
+/// many (less those skipped) ends below `before`.
+fn window_of(q: &MessageQuery, skip: i64, limit: i64) -> Result<(Order, i64)> {
     match (q.before_seq, q.after_seq) {
-        (Some(_), Some(_)) => Err(Error::validation(
-            "after_seq",
-            "cannot be combined with before_seq",
-        )),
         (_, Some(after)) if after < 0 => {
             Err(Error::validation("after_seq", "must not be negative"))
         }
-        (_, Some(after)) => Ok(Order::OldestFirst { after }),
-        (before, None) => Ok(Order::NewestFirst { before }),
+        (Some(before), Some(after)) => {
+            let between = before.saturating_sub(after).saturating_sub(1);
+            let left = between.saturating_sub(skip).max(0);
+            Ok((Order::OldestFirst { after }, limit.min(left)))
+        }
+        (None, Some(after)) => Ok((Order::OldestFirst { after }, limit)),
+        (before, None) => Ok((Order::NewestFirst { before }, limit)),
     }
 }
 
-/// A page of a chat's messages, newest first, or oldest first after `after_seq`; members only.
+/// A page of a chat's messages, newest first, or oldest first after `after_seq` (up to
+/// `before_seq` when both are given); members only.
 #[tracing::instrument(skip_all, fields(user_id = caller.id, chat_id = chat_id))]
 pub async fn list(
     db: &PgPool,
@@ -43,9 +49,8 @@ pub async fn list(
     chat_id: i64,
     q: MessageQuery,
 ) -> Result<Vec<MessageView>> {
-    let limit = limit(q.limit)?;
     let skip = skip_of(q.skip)?;
-    let order = order_of(&q)?;
+    let (order, limit) = window_of(&q, skip, limit(q.limit)?)?;
     // The membership check and the read cursors go to the database side by side.
     let (_member, cursors) = tokio::try_join!(
         Member::load(db, chat_id, caller.id),

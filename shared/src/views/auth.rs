@@ -11,7 +11,8 @@ pub struct NewUser {
     /// Unique ignoring case.
     #[schema(
         example = "alice@example.com",
-        pattern = r"^[^@\s]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$",
+        format = Email,
+        pattern = r"^[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
         max_length = 254
     )]
     pub email: String,

@@ -165,7 +165,13 @@ pub struct ChatUpdate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum MemberList {
-    Object { user_ids: Vec<i64> },
+    Object {
+        /// The users to add, 1–1,000 ids.
+        #[schema(min_items = 1, max_items = 1000)]
+        user_ids: Vec<i64>,
+    },
+    /// The same ids as a bare array (1–1,000 of them; the bound is set in the OpenAPI
+    /// document, which cannot take it here).
     Bare(Vec<i64>),
 }
 

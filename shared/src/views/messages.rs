@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::messages::MessageRow;
+use crate::views::number::query_integer;
 
 /// The author of a message, as shown beside it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -102,33 +103,47 @@ impl ReadCursors {
 #[into_params(parameter_in = Query)]
 pub struct MessageQuery {
     /// Page size, 1–100 (default 50; larger values are capped at 100).
+    #[serde(default, deserialize_with = "query_integer")]
     #[param(minimum = 1)]
     pub limit: Option<i64>,
-    /// Newest first, only messages with a smaller `seq` (the next older page).
+    /// Only messages with a smaller `seq`: alone, newest first (the next older page); with
+    /// `after_seq`, the messages between the two, oldest first.
+    #[serde(default, deserialize_with = "query_integer")]
     pub before_seq: Option<i64>,
     /// Oldest first, only messages with a larger `seq` (catching up after a reconnect).
-    /// Not together with `before_seq`.
+    #[serde(default, deserialize_with = "query_integer")]
     #[param(minimum = 0)]
     pub after_seq: Option<i64>,
     /// Messages to skip, at most 10,000 (offset pagination, kept for older clients).
+    #[serde(default, deserialize_with = "query_integer")]
     #[param(minimum = 0, maximum = 10000)]
     pub skip: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewMessage {
-    /// 1–4,000 characters, not only white space.
-    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
+    /// 1–4,000 characters, not only white space, no NUL (`U+0000`); other control characters
+    /// are kept as sent.
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$"
+    )]
     pub content: String,
     /// 1–64 printable characters; a retry with the same value returns the first message.
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f]+$")]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub client_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MessageEdit {
-    /// 1–4,000 characters, not only white space.
-    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
+    /// 1–4,000 characters, not only white space, no NUL (`U+0000`); other control characters
+    /// are kept as sent.
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = r"^[^\x00]*[^\x00\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00]*$"
+    )]
     pub content: String,
 }
 

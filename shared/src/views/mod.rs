@@ -9,6 +9,7 @@ pub mod chats;
 pub mod events;
 pub mod health;
 pub mod messages;
+pub mod number;
 pub mod users;
 
 pub use auth::{LoginForm, NewUser, RefreshRequest, TokenPair};
@@ -19,4 +20,5 @@ pub use messages::{
     Author, MarkRead, MessageEdit, MessageQuery, MessageView, NewMessage, ReadCursorView,
     ReadCursors, ReadReceipt, ReadStatus,
 };
+pub use number::query_integer;
 pub use users::{AccountDeletion, ProfileUpdate, StatusUpdate, StatusView, UserView};

@@ -62,7 +62,8 @@ pub struct ProfileUpdate {
     #[schema(pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: Option<String>,
     #[schema(
-        pattern = r"^[^@\s]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$",
+        format = Email,
+        pattern = r"^[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
         max_length = 254
     )]
     pub email: Option<String>,
@@ -85,6 +86,7 @@ pub struct ProfileUpdate {
 #[serde(deny_unknown_fields)]
 pub struct AccountDeletion {
     /// Required. Wrong: 403 `wrong_password`; checked under the account's login budget.
+    #[schema(value_type = String, required = true)]
     pub current_password: Option<String>,
 }
 
