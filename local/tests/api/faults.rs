@@ -48,7 +48,7 @@ async fn throttled_posts_are_retried_and_every_member_gets_each_message_once() {
         created_ids(socket).await;
     }
 
-    app.gateway().set_push_faults(faults("throttle=0.3"));
+    app.gateway().set_push_faults(faults("throttle=0.25"));
     let mut sent = Vec::new();
     for n in 0..10 {
         sent.push(id(&app.send(&alice, chat, &format!("message {n}")).await));
@@ -124,7 +124,7 @@ async fn a_gone_connection_is_deleted_while_posts_are_throttled() {
     assert!(app.gateway().websocket_api().drop_without_disconnect(&lost));
     drop(laptop);
 
-    app.gateway().set_push_faults(faults("throttle=0.5"));
+    app.gateway().set_push_faults(faults("throttle=0.25"));
     let sent = app.send(&alice, chat, "still there?").await;
 
     assert_eq!(created_ids(&mut phone).await, [id(&sent)]);
