@@ -349,6 +349,7 @@ async fn start_gateway(
             // frame, in the same statement, but set beyond what a run sends.
             ("WS_FRAMES_PER_WINDOW".to_owned(), "1000000000".to_owned()),
         ]),
+        ..Options::default()
     };
     on_gateway(rt, move || blockchat_local::start(options)).await
 }

@@ -23,9 +23,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod faults;
 pub mod http;
 pub mod postgres;
 pub mod websocket;
+
+pub use faults::{FaultsError, PushFaultCounts, PushFaults};
 
 use postgres::{Cluster, ClusterOptions};
 
@@ -44,8 +47,11 @@ pub const JWT_SECRET_FILE: &str = "jwt-secret";
 /// so it gets more connections than the per-instance default.
 const LOCAL_DB_MAX_CONNECTIONS: &str = "10";
 
-/// How long a stop waits for requests in flight.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop waits for HTTP requests in flight; those still running then are cut off.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a stop waits for `$disconnect` of the WebSocket connections it closes.
+pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What [`start`] needs.
 #[derive(Clone, Debug)]
@@ -61,6 +67,9 @@ pub struct Options {
     pub jwt_secret: Option<String>,
     /// Configuration values (as [`Config::from_lookup`] names them) layered over the environment.
     pub settings: BTreeMap<String, String>,
+    /// Faults `@connections` injects into posts from the start; see
+    /// [`RunningGateway::set_push_faults`].
+    pub push_faults: PushFaults,
 }
 
 impl Default for Options {
@@ -72,6 +81,7 @@ impl Default for Options {
             database_url: None,
             jwt_secret: None,
             settings: BTreeMap::new(),
+            push_faults: PushFaults::NONE,
         }
     }
 }
@@ -179,6 +189,9 @@ async fn serve_database(options: &Options, database_url: String) -> anyhow::Resu
     tracing::info!(%http_addr, "HTTP API listening");
     let (ws_stop, ws_stopped) = oneshot::channel::<()>();
     let ws_api = websocket::WebSocketApi::new(&state, ws_addr);
+    if !options.push_faults.is_none() {
+        ws_api.set_push_faults(options.push_faults);
+    }
     let ws_server = tokio::spawn(websocket::serve(ws_listener, ws_api.clone(), async move {
         let _ = ws_stopped.await;
     }));
@@ -348,6 +361,36 @@ impl RunningGateway {
         &self.ws_api
     }
 
+    /// Makes `@connections` answer a share of the posts it gets from now on with a server
+    /// error (500) or a throttle (429 `TooManyRequestsException`), or hold them for a while,
+    /// as [`PushFaults`] says; it replaces the faults in force. The product's pushes retry,
+    /// give up and count as they would against API Gateway.
+    pub fn set_push_faults(&self, faults: PushFaults) {
+        self.ws_api.set_push_faults(faults);
+    }
+
+    /// Turns the push faults off: every post is handled as usual from now on.
+    pub fn clear_push_faults(&self) {
+        self.ws_api.set_push_faults(PushFaults::NONE);
+    }
+
+    /// The push faults in force.
+    pub fn push_faults(&self) -> PushFaults {
+        self.ws_api.push_faults()
+    }
+
+    /// What `@connections` did to the posts it got since the start: how many, and how many
+    /// it failed, throttled and held.
+    pub fn push_fault_counts(&self) -> PushFaultCounts {
+        self.ws_api.push_fault_counts()
+    }
+
+    /// What the product's pushes did since the start (delivered, gone, failed, retried), as
+    /// its pusher counts them.
+    pub fn push_totals(&self) -> blockchat::push::PushReport {
+        self.state.push.totals()
+    }
+
     /// The embedded cluster, when the gateway runs one.
     pub fn cluster(&self) -> Option<&Cluster> {
         self.cluster.as_ref()
@@ -377,23 +420,15 @@ impl RunningGateway {
         self.shutdown().await
     }
 
-    /// Stops taking requests, lets those in flight finish (for a while), closes the pool and
-    /// stops the embedded cluster if the gateway started it.
+    /// Stops as API Gateway and a database would: takes no new HTTP requests or WebSocket
+    /// connections; lets the HTTP requests in flight finish (for up to [`DRAIN_TIMEOUT`]; their
+    /// pushes still reach the open sockets); closes every WebSocket with 1001 (going away) and
+    /// runs `$disconnect` for each (waiting up to [`DISCONNECT_TIMEOUT`]); closes the pool; and
+    /// stops the embedded cluster if the gateway started it (a fast shutdown, waited for).
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.ws_api.refuse_new_connections();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
-        }
-        if let Some(stop) = self.ws_stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.ws_server.take() {
-            // Open sockets keep a graceful stop waiting; they end with the process anyway.
-            if tokio::time::timeout(Duration::from_secs(1), server)
-                .await
-                .is_err()
-            {
-                tracing::debug!("WebSocket connections still open at stop");
-            }
         }
         if let Some(mut server) = self.server.take() {
             match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
@@ -406,12 +441,34 @@ impl RunningGateway {
                 }
             }
         }
+        let open = self
+            .ws_api
+            .close_all(websocket::GOING_AWAY, DISCONNECT_TIMEOUT)
+            .await;
+        if open > 0 {
+            tracing::warn!(
+                open,
+                "WebSocket connections without $disconnect after {DISCONNECT_TIMEOUT:?}"
+            );
+        }
+        if let Some(stop) = self.ws_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut server) = self.ws_server.take()
+            && tokio::time::timeout(Duration::from_secs(2), &mut server)
+                .await
+                .is_err()
+        {
+            tracing::debug!("management connections still open at stop");
+            server.abort();
+        }
         self.state.db.close().await;
         if let Some(cluster) = self.cluster.take() {
             tokio::task::spawn_blocking(move || cluster.stop())
                 .await
                 .context("the PostgreSQL stop was interrupted")??;
         }
+        tracing::info!("stopped");
         Ok(())
     }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use blockchat_local::{
-    DEFAULT_DATA_DIR, DEFAULT_HTTP_ADDR, DEFAULT_WS_ADDR, Options, POSTGRES_DIR, postgres,
+    DEFAULT_DATA_DIR, DEFAULT_HTTP_ADDR, DEFAULT_WS_ADDR, Options, POSTGRES_DIR, PushFaults,
+    postgres,
 };
 use clap::Parser;
 
@@ -40,6 +41,18 @@ struct Cli {
     )]
     database_url: Option<String>,
 
+    /// Make @connections fail, throttle or hold a share of the posts it gets, e.g.
+    /// `fail=0.1,throttle=0.2,slow=0.1:300ms`: 10% answered 500, 20% answered 429
+    /// (TooManyRequestsException), 10% held for 300 ms first. Shares are from 0 to 1.
+    #[arg(
+        long,
+        value_name = "SPEC",
+        env = "BLOCKCHAT_PUSH_FAULTS",
+        default_value = "none",
+        value_parser = push_faults
+    )]
+    push_faults: PushFaults,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -48,6 +61,10 @@ struct Cli {
 enum Command {
     /// Apply the migrations to --database-url (a deployed database) and exit.
     Migrate,
+}
+
+fn push_faults(value: &str) -> Result<PushFaults, String> {
+    value.parse().map_err(|e| format!("{e}"))
 }
 
 /// Host names too (`localhost:3000`), not only numeric addresses.
@@ -93,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         database_url,
+        push_faults: cli.push_faults,
         ..Options::default()
     };
     let gateway = blockchat_local::start(options).await?;
@@ -110,6 +128,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         gateway.ws_addr()
     );
     println!("OpenAPI at {}", gateway.openapi_url());
+    if !cli.push_faults.is_none() {
+        println!("Push faults at @connections: {}", cli.push_faults);
+    }
     println!("Press Ctrl-C to stop.");
     gateway.run_until(stop_signal()).await
 }

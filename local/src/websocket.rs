@@ -5,12 +5,14 @@
 //! function runs, as the same event type. The same listener serves the management API
 //! (`/@connections/{id}`: POST sends a frame, GET describes, DELETE closes) that the functions'
 //! `aws-sdk-apigatewaymanagement` client posts to, answering errors the way API Gateway does so
-//! that the SDK turns them into the same typed errors (`GoneException` and others).
+//! that the SDK turns them into the same typed errors (`GoneException` and others). It can be
+//! told to fail, throttle or hold a share of posts ([`crate::faults`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body as EventBody;
@@ -26,8 +28,9 @@ use blockchat::AppState;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use crate::faults::{FaultSwitch, Injected, PushFaultCounts, PushFaults};
 use crate::http::{ACCOUNT_ID, API_ID};
 
 /// API Gateway's limit on one WebSocket message.
@@ -38,6 +41,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const MAX_CONNECTION_DURATION: Duration = Duration::from_secs(2 * 60 * 60);
 /// The stage the events name.
 pub const STAGE: &str = "local";
+/// The close API Gateway sends when it goes away (a deployment, a stop).
+pub const GOING_AWAY: CloseReason = (1001, "Going away");
+
+/// Why the server ends a connection: the close code and reason, for the client's close frame
+/// and for `$disconnect`.
+pub type CloseReason = (u16, &'static str);
 
 enum Outbound {
     Frame(String),
@@ -46,9 +55,9 @@ enum Outbound {
 
 struct Connection {
     outbound: mpsc::UnboundedSender<Outbound>,
-    /// Told when the server ends the connection (`DELETE @connections`), which, as in API
-    /// Gateway, does not wait for the client's closing handshake.
-    closing: Arc<tokio::sync::Notify>,
+    /// Set when the server ends the connection (`DELETE @connections`, a stop), which, as in
+    /// API Gateway, does not wait for the client's closing handshake.
+    closing: watch::Sender<Option<CloseReason>>,
     connected_at: DateTime<Utc>,
     last_active_at: DateTime<Utc>,
     source_ip: String,
@@ -61,6 +70,11 @@ pub struct WebSocketApi {
     state: AppState,
     connections: Arc<Mutex<HashMap<String, Connection>>>,
     domain: String,
+    faults: FaultSwitch,
+    /// Set once the gateway stops: new connections are refused.
+    draining: Arc<AtomicBool>,
+    /// Connections whose life ([`run`], through its `$disconnect`) has not ended yet.
+    running: Arc<AtomicUsize>,
 }
 
 impl WebSocketApi {
@@ -69,12 +83,55 @@ impl WebSocketApi {
             state: state.clone(),
             connections: Arc::new(Mutex::new(HashMap::new())),
             domain: addr.to_string(),
+            faults: FaultSwitch::new(PushFaults::NONE),
+            draining: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// Live connection count (for logs and tests).
     pub fn connection_count(&self) -> usize {
         self.connections.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Faults for `@connections` to inject into the posts it gets from now on;
+    /// [`PushFaults::NONE`] turns them off.
+    pub fn set_push_faults(&self, faults: PushFaults) {
+        self.faults.set(faults);
+    }
+
+    /// The faults in force.
+    pub fn push_faults(&self) -> PushFaults {
+        self.faults.get()
+    }
+
+    /// What `@connections` did to the posts it got since the gateway started.
+    pub fn push_fault_counts(&self) -> PushFaultCounts {
+        self.faults.counts()
+    }
+
+    /// Stops taking new connections; those open stay until [`WebSocketApi::close_all`].
+    pub fn refuse_new_connections(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every connection with `reason` (a close frame, without waiting for the client's
+    /// answer) and waits, for at most `grace`, until `$disconnect` has run for each of them.
+    /// Returns how many were still open when it gave up waiting.
+    pub async fn close_all(&self, reason: CloseReason, grace: Duration) -> usize {
+        if let Ok(connections) = self.connections.lock() {
+            for connection in connections.values() {
+                connection.closing.send_replace(Some(reason));
+            }
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            let open = self.connection_count() + self.running.load(Ordering::SeqCst);
+            if open == 0 || Instant::now() >= deadline {
+                return self.connection_count();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Drops a connection the way a lost `$disconnect` leaves it: the TCP connection closes
@@ -89,9 +146,10 @@ impl WebSocketApi {
             .and_then(|mut c| c.remove(connection_id));
         match removed {
             // Without its entry, the connection's end finds nothing to report to `$disconnect`;
-            // dropping the entry's sender ends the writer, which drops the socket's sink.
+            // dropping the entry's senders ends the connection's loop and its writer, which
+            // drops the socket's sink.
             Some(connection) => {
-                connection.closing.notify_one();
+                drop(connection);
                 true
             }
             None => false,
@@ -281,6 +339,14 @@ async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    if api.draining.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/json")],
+            json!({"message": "Service Unavailable"}).to_string(),
+        )
+            .into_response();
+    }
     let (mut parts, _) = request.into_parts();
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => ws,
@@ -335,13 +401,13 @@ async fn upgrade(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let (outbound, inbound) = mpsc::unbounded_channel();
-    let closing = Arc::new(tokio::sync::Notify::new());
+    let (closing, closed) = watch::channel(None);
     if let Ok(mut connections) = api.connections.lock() {
         connections.insert(
             id.clone(),
             Connection {
                 outbound,
-                closing: closing.clone(),
+                closing,
                 connected_at,
                 last_active_at: connected_at,
                 source_ip: peer.ip().to_string(),
@@ -365,7 +431,7 @@ async fn upgrade(
                 });
             }
         })
-        .on_upgrade(move |socket| run(api, socket, id, connected_at, inbound, closing))
+        .on_upgrade(move |socket| run(api, socket, id, connected_at, inbound, closed))
 }
 
 /// One connection's life: client frames go to `$default` one after another (in order),
@@ -376,8 +442,9 @@ async fn run(
     id: String,
     connected_at: DateTime<Utc>,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
-    closing: Arc<tokio::sync::Notify>,
+    mut closing: watch::Receiver<Option<CloseReason>>,
 ) {
+    let _running = Running::count(&api.running);
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
         while let Some(message) = outbound.recv().await {
@@ -404,11 +471,14 @@ async fn run(
     let (code, reason) = loop {
         let next = tokio::select! {
             next = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => next,
-            () = &mut deadline => break (1001, "Going away"),
-            () = closing.notified() => break (1000, "Closed by the server"),
+            () = &mut deadline => break GOING_AWAY,
+            closed = closing.wait_for(Option::is_some) => {
+                // A dropped sender: the connection was dropped without a `$disconnect`.
+                break closed.ok().and_then(|reason| *reason).unwrap_or((1000, "Closed by the server"));
+            }
         };
         let message = match next {
-            Err(_) => break (1001, "Going away"),
+            Err(_) => break GOING_AWAY,
             Ok(None) => break (1006, "Connection closed abnormally"),
             Ok(Some(Err(e))) => {
                 tracing::info!(connection_id = %id, error = %e, "websocket error");
@@ -439,6 +509,22 @@ async fn run(
     });
     api.disconnect(&id, connected_at, code, reason).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+/// Counts a connection's life while it lasts.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn count(running: &Arc<AtomicUsize>) -> Self {
+        running.fetch_add(1, Ordering::SeqCst);
+        Self(running.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// An error as API Gateway's management API sends it; the SDK reads the type from the header.
@@ -491,6 +577,27 @@ async fn manage(api: WebSocketApi, id: String, request: Request) -> Response {
                     "Message too long",
                 );
             }
+            let verdict = api.faults.draw();
+            if let Some(delay) = verdict.delay {
+                tokio::time::sleep(delay).await;
+            }
+            match verdict.answer {
+                Some(Injected::Fail) => {
+                    return management_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalServerErrorException",
+                        "Internal server error",
+                    );
+                }
+                Some(Injected::Throttle) => {
+                    return management_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "TooManyRequestsException",
+                        "Too Many Requests",
+                    );
+                }
+                None => {}
+            }
             let text = String::from_utf8_lossy(&body).into_owned();
             match api.with_connection(&id, |c| c.outbound.send(Outbound::Frame(text)).is_ok()) {
                 Some(true) => StatusCode::OK.into_response(),
@@ -514,7 +621,7 @@ async fn manage(api: WebSocketApi, id: String, request: Request) -> Response {
         }
         "DELETE" => match api.with_connection(&id, |c| {
             let _ = c.outbound.send(Outbound::Close(1000, ""));
-            c.closing.notify_one();
+            c.closing.send_replace(Some((1000, "Closed by the server")));
         }) {
             Some(_) => StatusCode::NO_CONTENT.into_response(),
             None => gone(),

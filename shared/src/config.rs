@@ -57,6 +57,11 @@ pub struct Limits {
     pub registration_window: Duration,
     /// How many PostToConnection calls one push keeps in flight.
     pub push_concurrency: usize,
+    /// The longest the pushes of one change (all its events and closes) may hold the answer
+    /// to the request that made it; what is not done by then is given up.
+    pub push_timeout: Duration,
+    /// The longest one PostToConnection may take, its retries included.
+    pub push_post_timeout: Duration,
     /// A member's `typing` is forwarded at most once per chat in this interval; the rest are
     /// dropped.
     pub typing_interval: Duration,
@@ -77,6 +82,8 @@ impl Default for Limits {
             registrations_per_address: 20,
             registration_window: Duration::from_secs(3600),
             push_concurrency: 64,
+            push_timeout: Duration::from_secs(5),
+            push_post_timeout: Duration::from_secs(2),
             typing_interval: Duration::from_secs(3),
             connections_per_user: 10,
             frames_per_window: 100,
@@ -100,9 +107,9 @@ impl Config {
     /// `JWT_ISSUER`, `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`, `WS_ENDPOINT`,
     /// `DB_MAX_CONNECTIONS`, `LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_ADDRESS`,
     /// `LOGIN_WINDOW_SECS`, `REGISTRATIONS_PER_ADDRESS`, `REGISTRATION_WINDOW_SECS`,
-    /// `SESSION_TTL_SECS`, `PUSH_CONCURRENCY`, `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`,
-    /// `WS_FRAMES_PER_WINDOW`, `WS_FRAME_WINDOW_SECS`, `DB_ACQUIRE_TIMEOUT_MS`,
-    /// `REQUEST_TIMEOUT_MS`.
+    /// `SESSION_TTL_SECS`, `PUSH_CONCURRENCY`, `PUSH_TIMEOUT_MS`, `PUSH_POST_TIMEOUT_MS`,
+    /// `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`, `WS_FRAMES_PER_WINDOW`,
+    /// `WS_FRAME_WINDOW_SECS`, `DB_ACQUIRE_TIMEOUT_MS`, `REQUEST_TIMEOUT_MS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -150,6 +157,16 @@ impl Config {
             registration_window: seconds("REGISTRATION_WINDOW_SECS", defaults.registration_window)?,
             push_concurrency: number("PUSH_CONCURRENCY", defaults.push_concurrency as u64)?.max(1)
                 as usize,
+            push_timeout: Duration::from_millis(
+                number("PUSH_TIMEOUT_MS", defaults.push_timeout.as_millis() as u64)?.max(1),
+            ),
+            push_post_timeout: Duration::from_millis(
+                number(
+                    "PUSH_POST_TIMEOUT_MS",
+                    defaults.push_post_timeout.as_millis() as u64,
+                )?
+                .max(1),
+            ),
             typing_interval: Duration::from_millis(number(
                 "TYPING_INTERVAL_MS",
                 defaults.typing_interval.as_millis() as u64,
@@ -334,6 +351,8 @@ mod tests {
         assert!(c.ws_endpoint.is_none());
         assert_eq!(c.limits.typing_interval, Duration::from_secs(3));
         assert_eq!(c.limits.connections_per_user, 10);
+        assert_eq!(c.limits.push_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.push_post_timeout, Duration::from_secs(2));
     }
 
     #[test]

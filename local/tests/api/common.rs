@@ -199,6 +199,7 @@ impl TestApp {
             database_url: Some(db.url()),
             jwt_secret: Some(TEST_JWT_SECRET.to_owned()),
             settings: options_settings,
+            ..Options::default()
         })
         .await
         .expect("cannot start the gateway");

@@ -195,7 +195,7 @@ async fn the_gateway_brings_its_own_database_and_secret() {
         data_dir: dir.clone(),
         database_url: None,
         jwt_secret: None,
-        settings: Default::default(),
+        ..Options::default()
     })
     .await
     .expect("start");

@@ -7,7 +7,8 @@ use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use serde_json::json;
 
-async fn connection_ids(app: &TestApp, user_id: i64) -> Vec<String> {
+/// The ids of `user_id`'s connection rows, oldest first.
+pub(crate) async fn connection_ids(app: &TestApp, user_id: i64) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT connection_id FROM ws_connections WHERE user_id = $1 ORDER BY connected_at",
     )
