@@ -19,6 +19,7 @@ mod memory;
 mod report;
 mod session;
 mod setup;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,8 +57,8 @@ struct Cli {
     #[arg(long)]
     no_build: bool,
 
-    /// Run only these workloads (send, hot, list, me, login, load, fanout, lambda), for profiling one;
-    /// the report is then printed, and written only where --out says.
+    /// Run only these workloads (send, hot, list, me, login, load, fanout, soak, lambda), for
+    /// profiling one; the report is then printed, and written only where --out says.
     #[arg(long, value_name = "WORKLOAD", value_delimiter = ',')]
     only: Vec<String>,
 
@@ -83,6 +84,7 @@ pub struct Plan {
     pub function_logins: usize,
     /// HTTP clients at once in the load workload.
     pub many_clients: usize,
+    pub soak: soak::SoakPlan,
     pub sizes: Sizes,
 }
 
@@ -102,6 +104,13 @@ impl Plan {
                 gateway_logins: 500,
                 function_logins: 100,
                 many_clients: 1_000,
+                soak: soak::SoakPlan {
+                    duration: Duration::from_secs(20),
+                    users: 40,
+                    groups: 8,
+                    directs: 10,
+                    send_every: Duration::from_secs(1),
+                },
                 sizes: Sizes {
                     total_messages: 200_000,
                     big_chat_messages: 100_000,
@@ -122,6 +131,13 @@ impl Plan {
                 gateway_logins: 10_000,
                 function_logins: 1_000,
                 many_clients: 1_000,
+                soak: soak::SoakPlan {
+                    duration: Duration::from_secs(180),
+                    users: 100,
+                    groups: 20,
+                    directs: 30,
+                    send_every: Duration::from_secs(2),
+                },
                 sizes: Sizes {
                     total_messages: 1_000_000,
                     big_chat_messages: 100_000,
@@ -493,7 +509,7 @@ async fn measure(
         jwt_secret,
     };
     let mut report = Report::new(&bench, postgres_version, seed_time);
-    let outcome = workloads(&bench, setting, &mut report).await;
+    let outcome = workloads(&bench, setting, gateway_rt, &mut report).await;
 
     for gateway in [gateway, small_gateway] {
         on_gateway(gateway_rt, move || gateway.shutdown()).await?;
@@ -503,7 +519,12 @@ async fn measure(
     Ok(report)
 }
 
-async fn workloads(bench: &Bench, setting: &Setting, report: &mut Report) -> anyhow::Result<()> {
+async fn workloads(
+    bench: &Bench,
+    setting: &Setting,
+    gateway_rt: &Handle,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let Setting {
         only,
         bin_dir,
@@ -574,6 +595,16 @@ async fn workloads(bench: &Bench, setting: &Setting, report: &mut Report) -> any
         let rounds = bench.plan.fanout_rounds.min(5);
         let devices = fanout::run(bench, rounds, 2).await?;
         report.fanout_devices(devices);
+    }
+    if want("soak") {
+        let plan = bench.plan.soak;
+        progress(&format!(
+            "soak: {} users on 2 devices for {} s, PostgreSQL restarted and killed, pushes failing",
+            plan.users,
+            plan.duration.as_secs()
+        ));
+        let soaked = soak::run(plan, &setting.data_dir, gateway_rt, bench.http.clone()).await?;
+        report.soak(soaked);
     }
     if !want("lambda") {
         return Ok(());

@@ -16,6 +16,7 @@ use crate::fanout::FanOut;
 use crate::lambda::{ColdStart, SamBootstrap, Section, Warm};
 use crate::load::{Sample, Summary, spread_ms};
 use crate::memory::GatewayLogins;
+use crate::soak::SoakReport;
 use crate::{Bench, Plan};
 
 pub use format::thousands;
@@ -85,6 +86,7 @@ pub struct Report {
     gateway_logins: Option<GatewayLogins>,
     /// One `auth` instance after many logins.
     function_logins: Option<Warm>,
+    soak: Option<SoakReport>,
     cold: Vec<ColdStarts>,
     warm: Vec<WarmRun>,
     unbuilt: Vec<Unbuilt>,
@@ -196,6 +198,7 @@ impl Report {
             many_clients: None,
             gateway_logins: None,
             function_logins: None,
+            soak: None,
             cold: Vec::new(),
             warm: Vec::new(),
             unbuilt: Vec::new(),
@@ -302,6 +305,10 @@ impl Report {
 
     pub fn function_logins(&mut self, warm: Warm) {
         self.function_logins = Some(warm);
+    }
+
+    pub fn soak(&mut self, soak: SoakReport) {
+        self.soak = Some(soak);
     }
 
     pub fn cold_start(&mut self, function: &str, starts: Vec<ColdStart>) {

@@ -64,6 +64,9 @@ impl Report {
         if let Some(text) = self.load_note() {
             notes.push(Note::new("Load and memory", text));
         }
+        if let Some(soak) = &self.soak {
+            notes.push(Note::new("Soak", self.soak_note(soak)));
+        }
         if let Some(text) = self.cold_note() {
             notes.push(Note::new("Cold start", text));
         }
@@ -452,6 +455,63 @@ impl Report {
             ));
         }
         (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    fn soak_note(&self, soak: &crate::soak::SoakReport) -> String {
+        let outages: Vec<String> = soak
+            .outages
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}: down {:.2} s, the API answering again {:.2} s after its return",
+                    o.kind,
+                    o.down.as_secs_f64(),
+                    o.recovered.as_secs_f64()
+                )
+            })
+            .collect();
+        let mut text = format!(
+            "{} users with 2 devices each ({} devices) in {} chats \
+             (groups and direct chats made through the API), each device sending about every \
+             {} s for {:.0} s, half over HTTP and half over its socket, each send with a \
+             `client_id`; devices drop their socket at random (closing it or just vanishing) \
+             and reconnect, catching up with `after_seq`; a gap in a chat's `seq` is caught up \
+             at once; a send that times out or meets a 503 is sent again with the same \
+             `client_id`, and a socket send without its `ack` in 5 s goes again over HTTP. \
+             During the run the `@connections` endpoint fails 10% of posts, throttles 20% and \
+             slows 5% for {:.0} s; PostgreSQL is restarted cleanly, then killed with SIGKILL \
+             (backends included) and started again (crash recovery). {}.\n\n\
+             {} sends were acknowledged ({} over HTTP, {} over the socket), {} sent again \
+             ({} socket sends without an `ack`), {} reconnects, {} answers 503; devices got {} \
+             messages as live events and {} by catching up ({} gaps seen). At the end every \
+             device caught up once more, and every chat was loaded afresh ({} messages): \
+             losses {}, duplicates {}, other 5xx {}.",
+            soak.users,
+            soak.devices,
+            soak.chats,
+            self.plan.soak.send_every.as_secs_f64(),
+            soak.duration.as_secs_f64(),
+            soak.push_faults.as_secs_f64(),
+            outages.join("; "),
+            thousands(soak.acknowledged as f64),
+            thousands(soak.over_http as f64),
+            thousands(soak.over_socket as f64),
+            thousands(soak.retries as f64),
+            thousands(soak.socket_timeouts as f64),
+            thousands(soak.reconnects as f64),
+            thousands(soak.answers_503 as f64),
+            thousands(soak.live as f64),
+            thousands(soak.caught_up as f64),
+            thousands(soak.gaps as f64),
+            thousands(soak.stored as f64),
+            soak.losses,
+            soak.duplicates,
+            soak.unexpected.len(),
+        );
+        if let Some(first) = soak.unexpected.first() {
+            let _ = write!(text, " The first other 5xx: `{first}`.");
+        }
+        text
     }
 
     fn cold_note(&self) -> Option<String> {

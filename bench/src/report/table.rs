@@ -332,6 +332,39 @@ impl Report {
                 verdict: verdict(g.peak_rss < 150 << 20 && g.errors == 0),
             });
         }
+        if let Some(soak) = &self.soak {
+            let slowest = soak
+                .outages
+                .iter()
+                .map(|o| o.recovered.as_secs_f64())
+                .fold(0.0, f64::max);
+            rows.push(Row {
+                workload: format!(
+                    "soak: {} users × 2 devices, {:.0} s, PostgreSQL restarted and killed, pushes failing",
+                    soak.users,
+                    soak.duration.as_secs_f64()
+                ),
+                measured: format!(
+                    "{} sends acknowledged · losses {} · duplicates {} · {} reconnects · {} retries · other 5xx {}",
+                    thousands(soak.acknowledged as f64),
+                    soak.losses,
+                    soak.duplicates,
+                    thousands(soak.reconnects as f64),
+                    thousands(soak.retries as f64),
+                    soak.unexpected.len()
+                ),
+                baseline: format!("answering again {slowest:.2} s after PostgreSQL's return at worst"),
+                ratio: String::new(),
+                target: "losses 0; duplicates 0; no 5xx but 503; answering within 10 s".to_owned(),
+                verdict: verdict(
+                    soak.losses == 0
+                        && soak.duplicates == 0
+                        && soak.unexpected.is_empty()
+                        && soak.acknowledged > 0
+                        && slowest < 10.0,
+                ),
+            });
+        }
         if let Some(w) = &self.function_logins {
             let hello = self.warm.iter().find(|w| w.function == HELLO);
             rows.push(Row {
