@@ -133,10 +133,10 @@ struct World {
 
 impl World {
     fn unexpected(&self, what: String) {
-        if let Ok(mut list) = self.unexpected.lock() {
-            if list.len() < 20 {
-                list.push(what);
-            }
+        if let Ok(mut list) = self.unexpected.lock()
+            && list.len() < 20
+        {
+            list.push(what);
         }
     }
 
@@ -287,7 +287,9 @@ impl Device {
             let mut backoff = FIRST_BACKOFF;
             while let Err(e) = self.catch_up(world, chat).await {
                 if Instant::now() > deadline {
-                    return Err(e.context(format!("{} could not catch up on chat {chat}", self.name)));
+                    return Err(
+                        e.context(format!("{} could not catch up on chat {chat}", self.name))
+                    );
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -421,9 +423,8 @@ impl Device {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(world: &World, device: &Device) -> Option<Socket> {
     let url = format!("{}/?token={}", world.ws, device.token);
@@ -476,10 +477,10 @@ async fn live(
                 next_send = Instant::now() + dice.between(world.send_every / 2, world.send_every * 3 / 2);
                 if dice.chance(4) {
                     // The phone loses its network: sometimes closing, sometimes just gone.
-                    if let Some(mut gone) = socket.take() {
-                        if dice.chance(50) {
-                            let _ = gone.close(None).await;
-                        }
+                    if let Some(mut gone) = socket.take()
+                        && dice.chance(50)
+                    {
+                        let _ = gone.close(None).await;
                     }
                     bump(&world.counters.reconnects);
                     tokio::time::sleep(dice.between(Duration::from_millis(100), Duration::from_secs(2))).await;
@@ -659,7 +660,8 @@ pub async fn run(
         settings: BTreeMap::from([("REGISTRATIONS_PER_ADDRESS".to_owned(), "100000".to_owned())]),
         ..Options::default()
     };
-    let gateway: RunningGateway = on_gateway(rt, move || blockchat_local::start(gateway_options)).await?;
+    let gateway: RunningGateway =
+        on_gateway(rt, move || blockchat_local::start(gateway_options)).await?;
     let world = Arc::new(World {
         api: format!("http://{}", gateway.http_addr()),
         ws: gateway.ws_url(),
@@ -696,7 +698,12 @@ pub async fn run(
                 json!({"username": person.username, "password": PASSWORD}),
             )
             .await?;
-            tokens.push(pair["access_token"].as_str().context("no token")?.to_owned());
+            tokens.push(
+                pair["access_token"]
+                    .as_str()
+                    .context("no token")?
+                    .to_owned(),
+            );
         }
     }
     let mut chats_of: Vec<Vec<i64>> = vec![Vec::new(); plan.users];
@@ -704,7 +711,9 @@ pub async fn run(
         let members: Vec<usize> = (0..plan.users)
             .filter(|u| u % plan.groups == g || (u / 5) % plan.groups == g)
             .collect();
-        let Some(&owner) = members.first() else { continue };
+        let Some(&owner) = members.first() else {
+            continue;
+        };
         let others: Vec<i64> = members[1..].iter().map(|u| people[*u].id).collect();
         let chat = call(
             &world,
@@ -737,7 +746,11 @@ pub async fn run(
             }
         }
     }
-    let chat_count = chats_of.iter().flatten().collect::<std::collections::BTreeSet<_>>().len();
+    let chat_count = chats_of
+        .iter()
+        .flatten()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
 
     let (stop_tx, stop) = watch::channel(false);
     let grace = Duration::from_secs(30);
@@ -756,7 +769,12 @@ pub async fn run(
                 pending: HashMap::new(),
                 sent: 0,
             };
-            devices.push(tokio::spawn(live(world.clone(), device, stop.clone(), grace)));
+            devices.push(tokio::spawn(live(
+                world.clone(),
+                device,
+                stop.clone(),
+                grace,
+            )));
         }
     }
     let device_count = devices.len();
@@ -837,7 +855,11 @@ async fn check(
         duplicates: c.conflicts.load(Ordering::Relaxed),
         ..SoakReport::default()
     };
-    report.unexpected = world.unexpected.lock().map(|u| u.clone()).unwrap_or_default();
+    report.unexpected = world
+        .unexpected
+        .lock()
+        .map(|u| u.clone())
+        .unwrap_or_default();
 
     // A fresh load of every chat, by one of its members.
     let mut fresh: HashMap<i64, BTreeMap<i64, Stored>> = HashMap::new();
@@ -861,7 +883,11 @@ async fn check(
                     .header(AUTHORIZATION, format!("Bearer {}", device.token))
                     .send()
                     .await?;
-                ensure!(response.status() == StatusCode::OK, "the fresh load answered {}", response.status());
+                ensure!(
+                    response.status() == StatusCode::OK,
+                    "the fresh load answered {}",
+                    response.status()
+                );
                 let page: Vec<Stored> = response.json().await?;
                 let full = page.len() == 100;
                 for message in page {
@@ -892,7 +918,11 @@ async fn check(
             }
         }
     }
-    report.duplicates += by_client.values().filter(|n| **n > 1).map(|n| n - 1).sum::<u64>();
+    report.duplicates += by_client
+        .values()
+        .filter(|n| **n > 1)
+        .map(|n| n - 1)
+        .sum::<u64>();
     let ids: std::collections::HashSet<i64> = fresh
         .values()
         .flat_map(|m| m.values().map(|s| s.id))

@@ -66,6 +66,7 @@ impl Outage {
             database_url: Some(cluster.url(DATABASE)),
             jwt_secret: Some(TEST_JWT_SECRET.to_owned()),
             settings,
+            ..Options::default()
         })
         .await
         .expect("cannot start the gateway");
