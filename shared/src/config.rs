@@ -67,6 +67,8 @@ pub struct Limits {
     pub typing_interval: Duration,
     /// Live WebSocket connections per user; opening one more closes the oldest.
     pub connections_per_user: i64,
+    /// A connection this new may still be in its `$connect`: a 410 for it does not delete it.
+    pub connect_window: Duration,
     /// Frames one connection may send per `frame_window`; above it, frames are refused (the
     /// first with a `rate_limited` error frame).
     pub frames_per_window: i32,
@@ -86,6 +88,7 @@ impl Default for Limits {
             push_post_timeout: Duration::from_secs(2),
             typing_interval: Duration::from_secs(3),
             connections_per_user: 10,
+            connect_window: Duration::from_secs(30),
             frames_per_window: 100,
             frame_window: Duration::from_secs(10),
         }
@@ -108,8 +111,9 @@ impl Config {
     /// `DB_MAX_CONNECTIONS`, `LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_ADDRESS`,
     /// `LOGIN_WINDOW_SECS`, `REGISTRATIONS_PER_ADDRESS`, `REGISTRATION_WINDOW_SECS`,
     /// `SESSION_TTL_SECS`, `PUSH_CONCURRENCY`, `PUSH_TIMEOUT_MS`, `PUSH_POST_TIMEOUT_MS`,
-    /// `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`, `WS_FRAMES_PER_WINDOW`,
-    /// `WS_FRAME_WINDOW_SECS`, `DB_ACQUIRE_TIMEOUT_MS`, `REQUEST_TIMEOUT_MS`.
+    /// `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`, `WS_CONNECT_WINDOW_MS`,
+    /// `WS_FRAMES_PER_WINDOW`, `WS_FRAME_WINDOW_SECS`, `DB_ACQUIRE_TIMEOUT_MS`,
+    /// `REQUEST_TIMEOUT_MS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -175,6 +179,10 @@ impl Config {
                 number("CONNECTIONS_PER_USER", defaults.connections_per_user as u64)?.max(1),
             )
             .unwrap_or(i64::MAX),
+            connect_window: Duration::from_millis(number(
+                "WS_CONNECT_WINDOW_MS",
+                defaults.connect_window.as_millis() as u64,
+            )?),
             frames_per_window: i32::try_from(
                 number("WS_FRAMES_PER_WINDOW", defaults.frames_per_window as u64)?.max(1),
             )

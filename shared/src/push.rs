@@ -131,6 +131,8 @@ pub struct Push {
     timeout: Duration,
     /// The longest one post may take, its retries included.
     post_timeout: Duration,
+    /// How long a new connection may still be in its `$connect` (see [`Gone`]).
+    connect_window: Duration,
     totals: Totals,
 }
 
@@ -148,6 +150,7 @@ impl Push {
             concurrency: config.limits.push_concurrency,
             timeout: config.limits.push_timeout,
             post_timeout: config.limits.push_post_timeout,
+            connect_window: config.limits.connect_window,
             totals: Totals::default(),
         }
     }
@@ -262,7 +265,11 @@ impl Push {
         let mut posts = futures::stream::iter(ids.iter().cloned())
             .map(|id| {
                 let post_deadline = deadline.min(Instant::now() + self.post_timeout);
-                post(client, &self.db, id, payload.clone(), post_deadline)
+                let gone = Gone {
+                    db: &self.db,
+                    connect_window: self.connect_window,
+                };
+                post(client, gone, id, payload.clone(), post_deadline)
             })
             .buffer_unordered(self.concurrency.max(1));
         loop {
@@ -295,14 +302,11 @@ impl Push {
         if let Some(client) = self.client().await {
             let payload = bytes::Bytes::from(reply.to_bytes());
             let deadline = Instant::now() + self.post_timeout.min(self.timeout);
-            let posted = post(
-                client,
-                &self.db,
-                connection_id.to_owned(),
-                payload,
-                deadline,
-            )
-            .await;
+            let gone = Gone {
+                db: &self.db,
+                connect_window: self.connect_window,
+            };
+            let posted = post(client, gone, connection_id.to_owned(), payload, deadline).await;
             let mut report = PushReport::default();
             report.add(posted);
             self.totals.add(&report);
@@ -440,23 +444,34 @@ fn jittered(ceiling: Duration) -> Duration {
     ceiling.mul_f64(0.5 + fraction / 2.0)
 }
 
+/// What to do with a connection API Gateway calls gone (410). It answers so for a connection
+/// whose `$connect` has not returned yet, too: the row is stored during `$connect`, and another
+/// device of the user opening at the same moment, or an event of a chat, may reach it first.
+/// Such a connection is kept while it may still be opening (`connect_window`, longer than
+/// API Gateway's 29 s integration timeout); older ones are deleted.
+#[derive(Clone, Copy)]
+struct Gone<'a> {
+    db: &'a PgPool,
+    connect_window: Duration,
+}
+
 /// Posts one frame by `deadline`, retrying throttles and server errors with backoff; deletes
-/// the connection when API Gateway says it is gone.
+/// the connection when API Gateway says it is gone (see [`Gone`]).
 async fn post(
     client: &Client,
-    db: &PgPool,
+    gone: Gone<'_>,
     id: String,
     payload: bytes::Bytes,
     deadline: Instant,
 ) -> Posted {
     let mut retries = 0;
-    let result = attempts(client, db, &id, &payload, deadline, &mut retries).await;
+    let result = attempts(client, gone, &id, &payload, deadline, &mut retries).await;
     Posted { result, retries }
 }
 
 async fn attempts(
     client: &Client,
-    db: &PgPool,
+    gone: Gone<'_>,
     id: &str,
     payload: &bytes::Bytes,
     deadline: Instant,
@@ -481,10 +496,17 @@ async fn attempts(
         let next = next_step(&err);
         match next {
             Next::Gone => {
-                if let Err(e) = db::connections::delete(db, id).await {
-                    tracing::error!(error = %e.chain(), connection_id = %id, "push: could not delete a gone connection");
+                match db::connections::delete_gone(gone.db, id, gone.connect_window).await {
+                    Ok(true) => {
+                        tracing::info!(connection_id = %id, "push: connection gone, deleted")
+                    }
+                    Ok(false) => {
+                        tracing::info!(connection_id = %id, "push: connection gone or still opening, kept")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e.chain(), connection_id = %id, "push: could not delete a gone connection")
+                    }
                 }
-                tracing::info!(connection_id = %id, "push: connection gone, deleted");
                 return Delivery::Gone;
             }
             Next::GiveUp => {

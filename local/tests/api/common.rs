@@ -186,6 +186,9 @@ impl TestApp {
         let mut options_settings = BTreeMap::from([
             ("DB_MAX_CONNECTIONS".to_owned(), "4".to_owned()),
             ("REGISTRATIONS_PER_ADDRESS".to_owned(), "100000".to_owned()),
+            // Tests drop connections behind the gateway's back and expect the next push to
+            // forget them at once; the window for connections still opening has a test of its own.
+            ("WS_CONNECT_WINDOW_MS".to_owned(), "0".to_owned()),
         ]);
         options_settings.extend(
             settings

@@ -557,6 +557,40 @@ async fn a_connection_whose_disconnect_never_came_is_deleted_when_a_push_meets_4
     );
 }
 
+/// API Gateway calls a connection gone (410) until its `$connect` has returned, so a 410 for a
+/// connection stored moments ago must not delete it: another device of the user opening at the
+/// same moment would otherwise lose the row of one that is about to be live.
+#[tokio::test]
+async fn a_410_for_a_connection_that_may_still_be_opening_keeps_it() {
+    let app = TestApp::spawn_with(&[("WS_CONNECT_WINDOW_MS", "30000")]).await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat = app.group(&alice, "team", &[&bob]).await;
+    let mut alice_socket = app.connect(&alice, None).await;
+    let bob_socket = app.connect(&bob, None).await;
+    alice_socket.expect_status(&bob, "online").await;
+    let bobs = connection_ids(&app, bob.id).await;
+    assert_eq!(bobs.len(), 1);
+    // The gateway does not know the connection (as API Gateway during `$connect`).
+    assert!(
+        app.gateway()
+            .websocket_api()
+            .drop_without_disconnect(&bobs[0])
+    );
+    drop(bob_socket);
+
+    app.send(&alice, chat, "hello").await;
+    assert_eq!(
+        alice_socket.expect("message.created").await["message"]["content"],
+        "hello"
+    );
+    assert_eq!(
+        connection_ids(&app, bob.id).await,
+        bobs,
+        "a connection within the window is kept on 410"
+    );
+}
+
 /// Alice, the admin of a group with Bob and Carol, goes by a DELETE of the path that `going`
 /// makes of the chat and her id (with her password, which deleting the account takes and leaving
 /// ignores). Carol must hear Bob named the new admin, Bob having joined first.

@@ -152,6 +152,26 @@ pub async fn delete(db: impl PgExecutor<'_>, connection_id: &str) -> Result<Opti
     Ok(row.map(|row| (row.user_id, row.last)))
 }
 
+/// Deletes a connection API Gateway called gone, unless it was stored within `opening` (its
+/// `$connect` may still be running, and API Gateway calls such a connection gone too); answers
+/// whether it was deleted.
+pub async fn delete_gone(
+    db: impl PgExecutor<'_>,
+    connection_id: &str,
+    opening: Duration,
+) -> Result<bool> {
+    let opening_ms = opening.as_secs_f64() * 1000.0;
+    let deleted = sqlx::query!(
+        "DELETE FROM ws_connections
+         WHERE connection_id = $1 AND connected_at <= now() - $2 * interval '1 millisecond'",
+        connection_id,
+        opening_ms,
+    )
+    .execute(db)
+    .await?;
+    Ok(deleted.rows_affected() > 0)
+}
+
 /// Connections that see a chat's events: members' unscoped connections and those scoped to it.
 /// The send's statement (`messages::insert`) lists the same audience in a subquery of its own.
 pub async fn for_chat(db: impl PgExecutor<'_>, chat_id: i64) -> Result<Vec<String>> {
