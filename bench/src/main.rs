@@ -325,10 +325,17 @@ async fn run(cli: Cli, cores: usize, gateway_rt: Handle) -> anyhow::Result<()> {
     report.total_time = started.elapsed();
     report.sam = lambda::sam_sizes(&workspace);
     println!("{}", report.table());
+    // The soak is a check as much as a figure: what it finds fails the run (after the report).
+    let soak_failure = report.soak_failure();
+    if let Some(failure) = &soak_failure {
+        eprintln!("the soak failed: {failure}");
+    }
     let out = match cli.out {
         Some(out) => out,
         None if cli.only.is_empty() => workspace.join("BENCHMARKS.md"),
-        None => return Ok(()),
+        None => {
+            return soak_failure.map_or(Ok(()), |f| Err(anyhow::anyhow!("the soak failed: {f}")));
+        }
     };
     std::fs::write(&out, report.markdown())
         .with_context(|| format!("cannot write {}", out.display()))?;
@@ -341,7 +348,7 @@ async fn run(cli: Cli, cores: usize, gateway_rt: Handle) -> anyhow::Result<()> {
         report.measure_time.as_secs_f64(),
         report.total_time.as_secs_f64()
     );
-    Ok(())
+    soak_failure.map_or(Ok(()), |f| Err(anyhow::anyhow!("the soak failed: {f}")))
 }
 
 /// Starts a gateway on the gateway's runtime, on loopback ports of its own.

@@ -311,6 +311,38 @@ impl Report {
         self.soak = Some(soak);
     }
 
+    /// What the soak found wrong, if anything.
+    pub fn soak_failure(&self) -> Option<String> {
+        let soak = self.soak.as_ref()?;
+        let slowest = soak
+            .outages
+            .iter()
+            .map(|o| o.recovered.as_secs_f64())
+            .fold(0.0, f64::max);
+        let mut wrong = Vec::new();
+        if soak.losses > 0 {
+            wrong.push(format!("{} losses", soak.losses));
+        }
+        if soak.duplicates > 0 {
+            wrong.push(format!("{} duplicates", soak.duplicates));
+        }
+        if let Some(first) = soak.unexpected.first() {
+            wrong.push(format!(
+                "{} answers 5xx other than 503 ({first})",
+                soak.unexpected.len()
+            ));
+        }
+        if soak.acknowledged == 0 {
+            wrong.push("nothing acknowledged".to_owned());
+        }
+        if slowest >= 10.0 {
+            wrong.push(format!(
+                "the API answered again only {slowest:.1} s after PostgreSQL"
+            ));
+        }
+        (!wrong.is_empty()).then(|| wrong.join(", "))
+    }
+
     pub fn cold_start(&mut self, function: &str, starts: Vec<ColdStart>) {
         self.cold.push(ColdStarts {
             function: function.to_owned(),
