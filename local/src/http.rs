@@ -34,6 +34,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
 
+use crate::web::{WebClient, is_api_path};
+
 /// API Gateway refuses request payloads above 10 MB before any function runs.
 pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 
@@ -49,6 +51,8 @@ pub const REGION: &str = "us-east-1";
 #[derive(Clone)]
 pub struct HttpApi {
     functions: Arc<Vec<(Group, App)>>,
+    /// Served at every path outside `/api`, when set.
+    web: Option<WebClient>,
 }
 
 impl HttpApi {
@@ -59,7 +63,14 @@ impl HttpApi {
             .collect();
         Self {
             functions: Arc::new(functions),
+            web: None,
         }
+    }
+
+    /// Also serves the web client at every path outside `/api`.
+    pub fn with_web_client(mut self, web: WebClient) -> Self {
+        self.web = Some(web);
+        self
     }
 
     /// An axum router that answers every method and path, bound to the listener's port (API
@@ -75,6 +86,11 @@ impl HttpApi {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        if let Some(web) = self.web.as_ref().filter(|_| !is_api_path(&path)) {
+            let response = web.respond(&method, &path, request.headers());
+            tracing::debug!(%method, path, status = response.status().as_u16(), "web client");
+            return response;
+        }
         let request_id = apigw_request_id();
         let group = Group::for_path(&percent_decode(&path));
         let origin = request.headers().contains_key(http::header::ORIGIN);

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 pub mod faults;
 pub mod http;
 pub mod postgres;
+pub mod web;
 pub mod websocket;
 
 pub use faults::{FaultsError, PushFaultCounts, PushFaults};
@@ -181,7 +182,7 @@ async fn serve_database(options: &Options, database_url: String) -> anyhow::Resu
         .with_context(|| format!("cannot listen on {}", options.http_addr))?;
     let http_addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let api = http::HttpApi::new(&state);
+    let api = http::HttpApi::new(&state).with_web_client(web::WebClient::new(ws_addr));
     let server = tokio::spawn(http::serve(listener, api, async move {
         // A dropped sender stops the server as well as a sent signal.
         let _ = stopped.await;
@@ -340,6 +341,11 @@ impl RunningGateway {
     /// `ws://ADDR`, where clients connect.
     pub fn ws_url(&self) -> String {
         format!("ws://{}", self.ws_addr)
+    }
+
+    /// `http://ADDR/`, the web client.
+    pub fn web_url(&self) -> String {
+        format!("http://{}/", self.http_addr)
     }
 
     /// `http://ADDR/api`

@@ -121,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cluster.url(blockchat_local::DATABASE_NAME)
         );
     }
+    println!("Web client on {}", gateway.web_url());
     println!("Block Chat API on {}", gateway.api_url());
     println!("WebSocket API on {}/?token=ACCESS_TOKEN", gateway.ws_url());
     println!(

@@ -1,0 +1,234 @@
+//! The web client in a real browser: headless Chromium, driven over the DevTools protocol,
+//! against the local gateway over a fresh database. Each person is an incognito context of one
+//! browser process, so their sessions and storage are apart as on two machines.
+//!
+//! The story runs as one test, step after step, as people would use the client; every step
+//! waits (with a deadline) for what a person would see on screen. Throughout, the pages must
+//! log no console error, throw no exception and see no failed request, apart from the one the
+//! story provokes on purpose (a wrong password).
+//!
+//! Chromium is found through `CHROME` or `CHROMIUM`, then `chromium`, `chromium-browser` and
+//! `google-chrome` on `PATH`; without one the test fails and says what to install. With
+//! `BLOCKCHAT_SCREENSHOTS=1` it writes the README's screenshots to `docs/screenshots/`
+//! (otherwise into the target folder).
+
+#[allow(dead_code)]
+#[path = "../api/common.rs"]
+mod common;
+
+mod browser;
+
+use std::path::PathBuf;
+
+use browser::{Browser, Person};
+use common::TestApp;
+
+const ALICE: &str = "alice";
+const BOB: &str = "bob";
+const CAROL: &str = "carol";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_chat_in_real_time_in_the_browser() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::launch().await;
+    let alice = browser.person(&app, ALICE).await;
+    let bob = browser.person(&app, BOB).await;
+    let carol = browser.person(&app, CAROL).await;
+
+    a_wrong_password_is_explained_in_words(&bob).await;
+    for person in [&alice, &bob, &carol] {
+        person.register().await;
+    }
+    a_direct_chat_reaches_the_other_side_live(&alice, &bob).await;
+    typing_shows_and_stops(&alice, &bob).await;
+    the_read_receipt_follows_the_reader(&alice, &bob).await;
+    a_group_with_a_third_person(&alice, &bob, &carol).await;
+    edits_and_deletions_show_on_both_sides(&alice, &bob).await;
+    a_dropped_socket_loses_nothing(&app, &alice, &bob).await;
+    a_reload_keeps_the_session(&alice, &bob).await;
+    screenshots(&alice, &carol).await;
+
+    for person in [&alice, &bob, &carol] {
+        person.assert_no_problems().await;
+    }
+    browser.close().await;
+}
+
+async fn a_wrong_password_is_explained_in_words(bob: &Person) {
+    bob.expect_failure("/api/auth/login", 401);
+    bob.fill("#login-username", BOB).await;
+    bob.fill("#login-password", "not the password").await;
+    bob.click("#login-form button[type=submit]").await;
+    bob.wait_for_text("#auth-error", "incorrect username or password")
+        .await;
+}
+
+async fn a_direct_chat_reaches_the_other_side_live(alice: &Person, bob: &Person) {
+    alice.start_chat(&[BOB], None).await;
+    alice.wait_for_text("#chat-title", BOB).await;
+    alice.type_text("#composer-input", "Hello Bob").await;
+    alice.press_enter().await;
+    alice.wait_for_message("Hello Bob").await;
+    alice.wait_for_text(".message.mine .receipt", "Sent").await;
+
+    // Bob never reloads: the chat, its last message and the unread badge arrive over his socket.
+    bob.wait_for_text("#chat-list", ALICE).await;
+    bob.wait_for_text("#chat-list .preview", "Hello Bob").await;
+    bob.wait_for_text("#chat-list .badge", "1").await;
+}
+
+async fn typing_shows_and_stops(alice: &Person, bob: &Person) {
+    bob.open_chat(ALICE).await;
+    bob.wait_for_message("Hello Bob").await;
+    bob.type_text("#composer-input", "Hi Alice").await;
+    alice.wait_for_text("#typing", "bob is typing…").await;
+    bob.click("#send").await;
+    alice.wait_for_message("Hi Alice").await;
+    // The message ends the indicator at once; no more typing comes from Bob.
+    alice.wait_until_empty("#typing").await;
+}
+
+async fn the_read_receipt_follows_the_reader(alice: &Person, bob: &Person) {
+    // Bob has the chat open, so he read "Hello Bob" as it arrived; Alice's receipt says so.
+    alice.send("Are you coming on Saturday?").await;
+    bob.wait_for_message("Are you coming on Saturday?").await;
+    alice.wait_for_text(".message.mine .receipt", "Seen").await;
+    alice.wait_for_text("#chat-subtitle", "Online").await;
+    // Bob's list has nothing unread left.
+    bob.wait_until_absent("#chat-list .badge").await;
+}
+
+async fn a_group_with_a_third_person(alice: &Person, bob: &Person, carol: &Person) {
+    alice.start_chat(&[BOB, CAROL], Some("Weekend plans")).await;
+    alice.wait_for_text("#chat-title", "Weekend plans").await;
+    alice.wait_for_text("#chat-subtitle", "3 members").await;
+    alice.send("Hiking on Saturday?").await;
+
+    carol.wait_for_text("#chat-list", "Weekend plans").await;
+    carol.open_chat("Weekend plans").await;
+    carol.wait_for_message("Hiking on Saturday?").await;
+    carol.send("Count me in").await;
+
+    bob.open_chat("Weekend plans").await;
+    bob.wait_for_message("Count me in").await;
+    alice.wait_for_message("Count me in").await;
+    alice.wait_for_text(".message.theirs .author", CAROL).await;
+    alice
+        .wait_for_text(".message.mine .receipt", "Seen by")
+        .await;
+
+    // The admin sees the members and may remove them; a member may not.
+    alice.click("#chat-info").await;
+    alice.wait_for_text("#member-list", "carol").await;
+    alice.wait_for_text("#member-list", "Admin").await;
+    alice.wait_for_visible("#add-members").await;
+    alice.click("#members-dialog [data-close]").await;
+    bob.click("#chat-info").await;
+    bob.wait_for_text("#member-list", "carol").await;
+    bob.wait_until_absent("#member-list button").await;
+    bob.click("#members-dialog [data-close]").await;
+}
+
+async fn edits_and_deletions_show_on_both_sides(alice: &Person, bob: &Person) {
+    alice.open_chat(BOB).await;
+    bob.open_chat(ALICE).await;
+    alice.send("See you at 9").await;
+    bob.wait_for_message("See you at 9").await;
+
+    alice.message_action("See you at 9", "Edit").await;
+    alice.wait_for_visible("#editing").await;
+    alice.replace_text("#composer-input", "See you at 10").await;
+    alice.press_enter().await;
+    bob.wait_for_message("See you at 10").await;
+    bob.wait_for_text(".message .edited", "edited").await;
+    alice.wait_for_message("See you at 10").await;
+
+    alice
+        .message_action("Are you coming on Saturday?", "Delete")
+        .await;
+    alice.wait_for_message("Message deleted").await;
+    bob.wait_for_message("Message deleted").await;
+    bob.wait_until_no_message("Are you coming on Saturday?")
+        .await;
+}
+
+async fn a_dropped_socket_loses_nothing(app: &TestApp, alice: &Person, bob: &Person) {
+    // Bob's network goes away: the socket drops without a goodbye and reconnecting fails until
+    // the network is back.
+    bob.set_offline(true).await;
+    let connections: Vec<String> =
+        sqlx::query_scalar("SELECT connection_id FROM ws_connections WHERE user_id = $1")
+            .bind(bob.user_id(app).await)
+            .fetch_all(&app.db.pool)
+            .await
+            .expect("bob's connections");
+    assert!(!connections.is_empty(), "bob has a live socket");
+    for id in &connections {
+        app.gateway().websocket_api().drop_without_disconnect(id);
+    }
+    bob.wait_for_text("#connection", "Reconnecting").await;
+
+    // Meanwhile Alice writes twice, edits an earlier message and deletes another.
+    alice.send("First while you were away").await;
+    alice.send("Second while you were away").await;
+    alice.message_action("See you at 10", "Edit").await;
+    alice.replace_text("#composer-input", "See you at 11").await;
+    alice.press_enter().await;
+    alice.wait_for_message("See you at 11").await;
+    alice.message_action("Hello Bob", "Delete").await;
+    alice.wait_until_no_message("Hello Bob").await;
+    bob.assert_no_message("First while you were away").await;
+
+    bob.set_offline(false).await;
+    bob.wait_for_text("#connection", "Connected").await;
+    bob.wait_for_message("Second while you were away").await;
+    bob.wait_for_message("See you at 11").await;
+    bob.wait_until_no_message("Hello Bob").await;
+    for text in [
+        "First while you were away",
+        "Second while you were away",
+        "See you at 11",
+    ] {
+        assert_eq!(bob.count_messages(text).await, 1, "{text:?} shows once");
+    }
+    // And the socket is live again: what Alice sends now arrives without a reload.
+    alice.send("Back online?").await;
+    bob.wait_for_message("Back online?").await;
+}
+
+async fn a_reload_keeps_the_session(alice: &Person, bob: &Person) {
+    bob.reload().await;
+    bob.wait_for_text("#me-name", BOB).await;
+    bob.wait_for_text("#chat-list", ALICE).await;
+    bob.wait_for_text("#chat-list", "Weekend plans").await;
+    bob.wait_for_text("#connection", "Connected").await;
+    // Alice, in their chat, sees him online again.
+    alice.wait_for_text("#chat-subtitle", "Online").await;
+}
+
+/// The README's pictures: the chat list and a conversation, on a desktop and on a phone.
+async fn screenshots(alice: &Person, carol: &Person) {
+    let dir = match std::env::var_os("BLOCKCHAT_SCREENSHOTS") {
+        Some(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots"),
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+
+    // Something unread for the list to show.
+    carol.open_chat("Weekend plans").await;
+    carol.send("I'll bring snacks").await;
+    carol.send("Meet at the station?").await;
+
+    alice.set_viewport(1280, 800, false).await;
+    alice.open_chat(BOB).await;
+    alice.wait_for_text("#chat-list .badge", "2").await;
+    alice.screenshot(&dir.join("desktop.png")).await;
+
+    alice.set_viewport(390, 844, true).await;
+    alice.click("#back").await;
+    alice.wait_for_visible("#chat-list").await;
+    alice.screenshot(&dir.join("phone-chats.png")).await;
+    alice.open_chat("Weekend plans").await;
+    alice.wait_for_message("Meet at the station?").await;
+    alice.screenshot(&dir.join("phone-conversation.png")).await;
+}

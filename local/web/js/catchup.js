@@ -1,0 +1,90 @@
+// Catching up: everything that changed while the socket was down, from the change feed
+// (`GET /api/sync`). The feed's token is kept with the session; a token past the feed's
+// retention (410 `sync_expired`) means a full load: first a fresh token, then the chats and the
+// open chat's messages, then the changes made during that load. A server without the feed
+// (404) gets a full load on every catch-up.
+
+export class Catchup {
+  /** `handlers`: `apply(change)` for each change in order, `reload()` for a full load. */
+  constructor(api, userId, handlers) {
+    this.api = api;
+    this.key = `blockchat.sync.${userId}`;
+    this.handlers = handlers;
+    this.hasFeed = true;
+    this.current = null;
+    this.queued = null;
+  }
+
+  get token() { return localStorage.getItem(this.key); }
+
+  set token(value) {
+    if (value) localStorage.setItem(this.key, value);
+    else localStorage.removeItem(this.key);
+  }
+
+  forget() { this.token = null; }
+
+  /**
+   * Catches up. A call while one runs is served by one more run after it, which starts after
+   * the call: so whatever happened before the call is in.
+   */
+  run() {
+    if (!this.current) {
+      this.current = this.once().finally(() => { this.current = null; });
+      return this.current;
+    }
+    if (!this.queued) {
+      this.queued = this.current.catch(() => {}).then(() => {
+        this.queued = null;
+        return this.run();
+      });
+    }
+    return this.queued;
+  }
+
+  async once() {
+    const since = this.token;
+    if (!this.hasFeed) return this.handlers.reload();
+    if (!since) return this.fullLoad();
+    return this.follow(since);
+  }
+
+  async follow(since) {
+    for (;;) {
+      let page;
+      try {
+        page = await this.api.get(`/sync?since=${encodeURIComponent(since)}&limit=500`);
+      } catch (error) {
+        if (error.status === 410) {
+          this.token = null;
+          return this.fullLoad();
+        }
+        if (error.status === 404) {
+          this.hasFeed = false;
+          return this.handlers.reload();
+        }
+        throw error;
+      }
+      for (const change of page.changes) await this.handlers.apply(change);
+      since = page.next;
+      this.token = since;
+      if (!page.has_more) return undefined;
+    }
+  }
+
+  /** The token first, then everything, then what changed meanwhile. */
+  async fullLoad() {
+    let token = null;
+    try {
+      token = (await this.api.get('/sync')).next;
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      this.hasFeed = false;
+    }
+    await this.handlers.reload();
+    if (token) {
+      this.token = token;
+      await this.follow(token);
+    }
+  }
+}
