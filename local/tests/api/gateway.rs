@@ -267,3 +267,53 @@ async fn browsers_get_the_cors_answers_the_template_configures() {
         Some("*")
     );
 }
+
+#[tokio::test]
+async fn the_web_client_is_served_at_the_root_beside_the_api() {
+    let app = TestApp::spawn().await;
+
+    let page = app.get("/").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    assert!(page.headers().contains_key("content-security-policy"));
+    let etag = page.headers()["etag"].clone();
+    assert!(page.text().await.expect("body").contains("js/main.js"));
+
+    let again = app
+        .client
+        .get(app.url("/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status(), 304, "an unchanged file is not sent again");
+
+    let script = app.get("/js/main.js").await;
+    assert_eq!(script.status(), 200);
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+
+    let config: Value = app.get("/config.json").await.json().await.expect("JSON");
+    assert_eq!(config["apiBase"], "/api");
+    assert_eq!(
+        config["wsUrl"],
+        format!("ws://{}", app.gateway().ws_addr()),
+        "the client connects to this gateway's WebSocket API"
+    );
+
+    assert_eq!(app.get("/no-such-file.js").await.status(), 404);
+    let posted = app.post_json("/index.html", &json!({})).await;
+    assert_eq!(posted.status(), 405);
+    // The API's own answers are untouched.
+    let unknown = app.get("/api/no-such-route").await;
+    assert_eq!(unknown.status(), 404);
+    assert!(
+        unknown.headers()["content-type"]
+            .to_str()
+            .expect("ASCII")
+            .starts_with("application/problem+json")
+    );
+}

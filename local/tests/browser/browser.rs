@@ -423,6 +423,23 @@ impl Person {
             .expect("user id")
     }
 
+    /// The access token the client holds now.
+    pub async fn access_token(&self) -> String {
+        self.eval(SESSION_TOKEN_JS)
+            .await
+            .as_str()
+            .expect("a stored session")
+            .to_owned()
+    }
+
+    pub async fn wait_for_new_access_token(&self, old: &str) {
+        self.wait_until(
+            &format!("{SESSION_TOKEN_JS} !== {}", js(old)),
+            "a refreshed access token",
+        )
+        .await;
+    }
+
     // --- what a person sees -----------------------------------------------------------------
 
     pub async fn wait_for_text(&self, selector: &str, text: &str) {
@@ -547,6 +564,9 @@ async fn listen<T: IntoEventKind + Unpin>(page: &Page) -> EventStream<T> {
         .await
         .unwrap_or_else(|e| panic!("cannot listen to {}: {e}", std::any::type_name::<T>()))
 }
+
+/// The access token the client keeps with its session.
+const SESSION_TOKEN_JS: &str = "JSON.parse(localStorage.getItem('blockchat.session')).accessToken";
 
 /// The script that counts the conversation's messages showing exactly `text`.
 fn count_messages_js(text: &str) -> String {

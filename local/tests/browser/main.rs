@@ -29,7 +29,8 @@ const CAROL: &str = "carol";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_people_chat_in_real_time_in_the_browser() {
-    let app = TestApp::spawn().await;
+    // Access tokens live 8 s, so that the client refreshes them (2 s before expiry) during the story.
+    let app = TestApp::spawn_with(&[("ACCESS_TOKEN_TTL_SECS", "8")]).await;
     let browser = Browser::launch().await;
     let alice = browser.person(&app, ALICE).await;
     let bob = browser.person(&app, BOB).await;
@@ -45,6 +46,7 @@ async fn two_people_chat_in_real_time_in_the_browser() {
     a_group_with_a_third_person(&alice, &bob, &carol).await;
     edits_and_deletions_show_on_both_sides(&alice, &bob).await;
     a_dropped_socket_loses_nothing(&app, &alice, &bob).await;
+    the_session_is_refreshed_before_it_expires(&alice, &bob).await;
     a_reload_keeps_the_session(&alice, &bob).await;
     screenshots(&alice, &carol).await;
 
@@ -194,6 +196,13 @@ async fn a_dropped_socket_loses_nothing(app: &TestApp, alice: &Person, bob: &Per
     // And the socket is live again: what Alice sends now arrives without a reload.
     alice.send("Back online?").await;
     bob.wait_for_message("Back online?").await;
+}
+
+async fn the_session_is_refreshed_before_it_expires(alice: &Person, bob: &Person) {
+    let first = alice.access_token().await;
+    alice.wait_for_new_access_token(&first).await;
+    alice.send("Still here").await;
+    bob.wait_for_message("Still here").await;
 }
 
 async fn a_reload_keeps_the_session(alice: &Person, bob: &Person) {

@@ -1,10 +1,13 @@
 // The login: tokens kept in localStorage (so a reload or a second tab keeps the session),
-// refreshed a minute before the access token expires. Refresh tokens rotate and a replayed one
+// refreshed a minute before the access token expires (a quarter of its life, if that is shorter). Refresh tokens rotate and a replayed one
 // ends the session, so tabs take turns refreshing (a Web Lock) and each first looks whether
 // another tab already did.
 
 const KEY = 'blockchat.session';
 const EARLY_MS = 60_000;
+
+/** How long before expiry the tokens are refreshed. */
+const early = (tokens) => Math.min(EARLY_MS, tokens.lifetimeMs / 4);
 
 /** The claims of a JWT, unverified: the client only reads its own `user_id`. */
 function claims(token) {
@@ -42,6 +45,7 @@ export class Session {
       accessToken: answer.access_token,
       refreshToken: answer.refresh_token,
       expiresAt: Date.now() + answer.expires_in * 1000,
+      lifetimeMs: answer.expires_in * 1000,
     }));
     this.schedule();
   }
@@ -64,7 +68,7 @@ export class Session {
   async accessToken() {
     const tokens = this.tokens;
     if (!tokens) throw this.ended();
-    if (tokens.expiresAt - Date.now() < EARLY_MS) return (await this.refresh()).accessToken;
+    if (tokens.expiresAt - Date.now() < early(tokens)) return (await this.refresh()).accessToken;
     return tokens.accessToken;
   }
 
@@ -83,7 +87,7 @@ export class Session {
     const tokens = this.tokens;
     if (!tokens) throw this.ended();
     // Another tab refreshed while this one waited: its tokens are the ones to use.
-    if (tokens.refreshToken !== seen && tokens.expiresAt - Date.now() > EARLY_MS) return tokens;
+    if (tokens.refreshToken !== seen && tokens.expiresAt - Date.now() > early(tokens)) return tokens;
     try {
       this.store(await this.api.anonymous('POST', '/auth/refresh', { refresh_token: tokens.refreshToken }));
     } catch (error) {
@@ -100,7 +104,7 @@ export class Session {
     clearTimeout(this.timer);
     const tokens = this.tokens;
     if (!tokens) return;
-    const wait = Math.max(0, tokens.expiresAt - Date.now() - EARLY_MS);
+    const wait = Math.max(0, tokens.expiresAt - Date.now() - early(tokens));
     this.timer = setTimeout(() => this.refresh().catch(() => {}), wait);
   }
 
