@@ -48,7 +48,7 @@ async fn two_members_and_a_stranger(pool: &PgPool) -> (i64, i64, i64, i64) {
 }
 
 async fn send(pool: &PgPool, chat: i64, user: i64, client_id: Option<&str>) -> Option<Sent> {
-    db::messages::insert(pool, chat, user, "hello", client_id)
+    db::messages::insert(pool, chat, user, "hello", client_id, None)
         .await
         .expect("insert message")
 }

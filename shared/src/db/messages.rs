@@ -44,7 +44,7 @@ pub enum Sent {
 /// serialize there; other chats are not touched), inserts, and moves the sender's read cursor
 /// to it. A failure rolls all three back, so `seq` has no gaps. The same statement lists the
 /// connections to push the message to, which saves the send a second round trip. `None`: not
-/// a member.
+/// a member, or (with `session`) that session is not live.
 ///
 /// Membership is checked here, by the `EXISTS` that guards the counter's update, and not by
 /// `service::access::Member::load` as on every other chat route: a separate check would cost
@@ -55,20 +55,25 @@ pub async fn insert(
     user_id: i64,
     content: &str,
     client_id: Option<&str>,
+    session: Option<i64>,
 ) -> Result<Option<Sent>> {
-    // The audience is `connections::for_chat`'s query, as a subquery.
+    // The audience is `connections::for_chat`'s query, as a subquery; the caller's session check
+    // rides on the membership check (the session by primary key), so a send makes one round trip.
     let result = sqlx::query!(
         r#"WITH s AS (
                UPDATE chats SET last_seq = last_seq + 1, last_activity_at = now()
                WHERE id = $1
                  AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2)
+                 AND ($5::bigint IS NULL
+                      OR EXISTS (SELECT 1 FROM sessions WHERE id = $5 AND user_id = $2
+                                   AND revoked_at IS NULL AND expires_at > now()))
                RETURNING last_seq),
            m AS (
                INSERT INTO messages (chat_id, seq, user_id, content, client_id)
                SELECT $1, s.last_seq, $2, $3, $4 FROM s RETURNING *),
            r AS (
-               UPDATE chat_members SET last_read_seq = (SELECT seq FROM m), last_read_at = now()
-               WHERE chat_id = $1 AND user_id = $2)
+               UPDATE chat_members SET last_read_seq = m.seq, last_read_at = now()
+               FROM m WHERE chat_members.chat_id = $1 AND chat_members.user_id = $2)
            SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.seq AS "seq!", m.user_id AS "user_id?",
                u.username AS "username?", m.content AS "content!", m.client_id AS "client_id?",
                m.created_at AS "created_at!", m.updated_at AS "updated_at!",
@@ -84,6 +89,7 @@ pub async fn insert(
         user_id,
         content,
         client_id,
+        session,
     )
     .fetch_optional(db)
     .await;

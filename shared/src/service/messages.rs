@@ -7,7 +7,7 @@ use crate::db::messages::{MessageRow, Order, Sent};
 use crate::domain::{Caller, ClientId, MessageBody, limit, skip_of};
 use crate::error::{Checks, Error, Result};
 use crate::service::access::{Member, chat_not_found};
-use crate::service::{Audience, Outcome, Stored};
+use crate::service::{Audience, Outcome, Stored, sessions};
 use crate::views::{
     Event, MessageQuery, MessageView, ReadCursorView, ReadCursors, ReadReceipt, ReadStatus,
 };
@@ -104,12 +104,29 @@ pub async fn send(
         && let Some(existing) =
             db::messages::find_by_client_id(db, chat_id, caller.id, client_id).await?
     {
+        // A retry answers from what is stored; its session is checked on its own.
+        sessions::check(db, caller).await?;
         return retried(db, existing).await;
     }
-    match db::messages::insert(db, chat_id, caller.id, content.as_str(), client_id)
-        .await?
-        .ok_or_else(chat_not_found)?
-    {
+    // The session check is folded into the insert (the caller's session must be live).
+    let Some(session) = caller.session else {
+        return Err(sessions::ended());
+    };
+    let sent = db::messages::insert(
+        db,
+        chat_id,
+        caller.id,
+        content.as_str(),
+        client_id,
+        Some(session),
+    )
+    .await?;
+    let Some(sent) = sent else {
+        // Only on the way out: say which of the two it was.
+        sessions::check(db, caller).await?;
+        return Err(chat_not_found());
+    };
+    match sent {
         Sent::Created {
             row,
             alone,
