@@ -312,8 +312,8 @@ impl Setup {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        if function != "auth" && function != HELLO {
-            // As template.yaml: every function but auth pushes to the WebSocket API.
+        if function != HELLO {
+            // As template.yaml: every function reaches the WebSocket API's management endpoint.
             command.env("WS_ENDPOINT", format!("http://{api}"));
         }
         command

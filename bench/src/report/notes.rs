@@ -562,9 +562,8 @@ impl Report {
              benchmark serves on loopback, with the environment Lambda sets \
              (`AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`, `…_MEMORY_SIZE` = 256 as in \
              `template.yaml`, `…_VERSION`, the region and a role's credentials) and the \
-             configuration the template gives (`DATABASE_URL`, `JWT_SECRET`, `WS_ENDPOINT` for \
-             every function but `auth`, pointing at the benchmark's own stand-in for the \
-             management API). *Ready* is exec to the first `GET /2018-06-01/runtime/invocation/next`; \
+             configuration the template gives (`DATABASE_URL`, `JWT_SECRET`, `WS_ENDPOINT` \
+             pointing at the benchmark's own stand-in for the management API). *Ready* is exec to the first `GET /2018-06-01/runtime/invocation/next`; \
              *first answer* is exec to the POST of the first response, for an event that needs the \
              database, so it includes connecting to it (a lazy pool: the first query connects): \
              `GET /api/auth/me` (auth), `GET /api/users/me` (users), `GET /api/chats/{{id}}` \

@@ -49,8 +49,11 @@ impl Hashing {
         T: Send + 'static,
         F: FnOnce(&mut [Block]) -> T + Send + 'static,
     {
-        let _permit = self.permits.acquire().await.map_err(Error::internal)?;
+        let permit = self.permits.acquire().await.map_err(Error::internal)?;
         tokio::task::spawn_blocking(move || {
+            // The permit goes with the hash, not with the request: a request that gives up
+            // (its deadline passed) does not let another hash start beside this one.
+            let _permit = permit;
             if blocks > self.blocks {
                 return work(&mut vec![Block::default(); blocks]);
             }
