@@ -131,10 +131,12 @@ pub async fn send(
             row,
             alone,
             audience,
+            pos,
         } => {
             let message = MessageView::new(row, alone);
             let event = Event::MessageCreated {
                 chat_id,
+                pos,
                 message: message.clone(),
             };
             Ok(Outcome::quiet(Stored {
@@ -166,12 +168,13 @@ pub async fn edit(
         return Err(message_deleted());
     }
     let content = MessageBody::parse(content)?;
-    let row = db::messages::edit(db, message_id, content.as_str())
+    let (row, pos) = db::messages::edit(db, message_id, content.as_str())
         .await?
         .ok_or_else(message_deleted)?;
     let view = view_one(db, row).await?;
     let event = Event::MessageUpdated {
         chat_id,
+        pos,
         message: view.clone(),
     };
     Ok(Outcome::quiet(view).notify(Audience::Chat(chat_id), event))
@@ -193,11 +196,12 @@ pub async fn delete(
         &message,
         "only the author or a group admin can delete a message",
     )?;
-    let Some(row) = db::messages::tombstone(db, message_id).await? else {
+    let Some((row, pos)) = db::messages::tombstone(db, message_id).await? else {
         return Ok(Outcome::quiet(()));
     };
     let event = Event::MessageDeleted {
         chat_id,
+        pos,
         message: view_one(db, row).await?,
     };
     Ok(Outcome::quiet(()).notify(Audience::Chat(chat_id), event))
@@ -254,21 +258,22 @@ pub async fn mark_read(
         return Err(Error::validation("up_to_seq", "must not be negative"));
     }
     // Moving the cursor is the membership check: a non-member has no row to move.
-    let (last_read_seq, last_seq, moved) = db::members::mark_read(db, chat_id, caller.id, up_to)
+    let mark = db::members::mark_read(db, chat_id, caller.id, up_to)
         .await?
         .ok_or_else(chat_not_found)?;
     let view = ReadCursorView {
         chat_id,
-        last_read_seq,
-        unread_count: (last_seq - last_read_seq).max(0),
+        last_read_seq: mark.last_read_seq,
+        unread_count: (mark.last_seq - mark.last_read_seq).max(0),
     };
-    if !moved {
+    let Some(pos) = mark.pos else {
         return Ok(Outcome::quiet(view));
-    }
+    };
     let event = Event::MessageRead {
         chat_id,
+        pos,
         user_id: caller.id,
-        last_read_seq,
+        last_read_seq: mark.last_read_seq,
     };
     Ok(Outcome::quiet(view).notify(Audience::Chat(chat_id), event))
 }
