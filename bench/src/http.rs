@@ -81,7 +81,7 @@ pub async fn send(
             let chat = chat_ids[chat_index(c, i, clients, chat_ids.len())];
             async move {
                 let content = format!("straight {c} {i}");
-                db::messages::insert(&pool, chat, user, &content, None)
+                db::messages::insert(&pool, chat, user, &content, None, None)
                     .await?
                     .context("the sender is not a member")?;
                 Ok(())

@@ -327,10 +327,11 @@ mod tests {
 
         // A send through the product takes the next seq.
         let author = page[0].user_id.expect("an author");
-        let sent = db::messages::insert(&pool, seeded.big_chat, author, "after the seed", None)
-            .await
-            .expect("send")
-            .expect("the author is a member");
+        let sent =
+            db::messages::insert(&pool, seeded.big_chat, author, "after the seed", None, None)
+                .await
+                .expect("send")
+                .expect("the author is a member");
         let Sent::Created { row, .. } = sent else {
             panic!("a fresh send is no duplicate");
         };

@@ -97,6 +97,7 @@ pub struct RunningGateway {
     ws_server: Option<JoinHandle<io::Result<()>>>,
     ws_stop: Option<oneshot::Sender<()>>,
     ws_api: websocket::WebSocketApi,
+    purge: Option<JoinHandle<()>>,
     cluster: Option<Cluster>,
 }
 
@@ -121,6 +122,7 @@ pub async fn start(options: Options) -> anyhow::Result<RunningGateway> {
             ws_server: Some(serving.ws_server),
             ws_stop: Some(serving.ws_stop),
             ws_api: serving.ws_api,
+            purge: Some(serving.purge),
             cluster,
         }),
         Err(e) => {
@@ -141,6 +143,7 @@ struct Serving {
     ws_server: JoinHandle<io::Result<()>>,
     ws_stop: oneshot::Sender<()>,
     ws_api: websocket::WebSocketApi,
+    purge: JoinHandle<()>,
 }
 
 async fn serve_database(options: &Options, database_url: String) -> anyhow::Result<Serving> {
@@ -197,6 +200,7 @@ async fn serve_database(options: &Options, database_url: String) -> anyhow::Resu
         let _ = ws_stopped.await;
     }));
     tracing::info!(%ws_addr, "WebSocket API and @connections listening");
+    let purge = tokio::spawn(purge_changes(state.clone()));
     Ok(Serving {
         http_addr,
         ws_addr,
@@ -206,7 +210,23 @@ async fn serve_database(options: &Options, database_url: String) -> anyhow::Resu
         ws_server,
         ws_stop,
         ws_api,
+        purge,
     })
+}
+
+/// What the scheduled `maintenance` function does in AWS: deletes the change log's entries past
+/// the retention, every `SYNC_PURGE_INTERVAL_SECS`, whether or not anyone is using the API.
+async fn purge_changes(state: AppState) {
+    let mut every = tokio::time::interval(state.config.limits.sync_purge_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) =
+            blockchat::service::sync::purge(&state.db, state.config.limits.sync_retention).await
+        {
+            tracing::warn!(error = %e, "the change log purge failed; it runs again later");
+        }
+    }
 }
 
 /// Starts (or finds running) the cluster in `DATA_DIR/postgres` and makes sure the gateway's
@@ -433,6 +453,9 @@ impl RunningGateway {
     /// stops the embedded cluster if the gateway started it (a fast shutdown, waited for).
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.ws_api.refuse_new_connections();
+        if let Some(purge) = self.purge.take() {
+            purge.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -491,6 +514,9 @@ impl Drop for RunningGateway {
         }
         if let Some(server) = self.ws_server.take() {
             server.abort();
+        }
+        if let Some(purge) = self.purge.take() {
+            purge.abort();
         }
     }
 }

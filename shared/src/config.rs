@@ -73,6 +73,12 @@ pub struct Limits {
     /// first with a `rate_limited` error frame).
     pub frames_per_window: i32,
     pub frame_window: Duration,
+    /// How long the change log keeps a change; a sync token older than this is answered 410
+    /// `sync_expired`.
+    pub sync_retention: Duration,
+    /// How often the local gateway purges the change log (in AWS, the `maintenance`
+    /// function's schedule does).
+    pub sync_purge_interval: Duration,
 }
 
 impl Default for Limits {
@@ -91,6 +97,8 @@ impl Default for Limits {
             connect_window: Duration::from_secs(30),
             frames_per_window: 100,
             frame_window: Duration::from_secs(10),
+            sync_retention: Duration::from_secs(30 * 24 * 3600),
+            sync_purge_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -113,7 +121,7 @@ impl Config {
     /// `SESSION_TTL_SECS`, `PUSH_CONCURRENCY`, `PUSH_TIMEOUT_MS`, `PUSH_POST_TIMEOUT_MS`,
     /// `TYPING_INTERVAL_MS`, `CONNECTIONS_PER_USER`, `WS_CONNECT_WINDOW_MS`,
     /// `WS_FRAMES_PER_WINDOW`, `WS_FRAME_WINDOW_SECS`, `DB_ACQUIRE_TIMEOUT_MS`,
-    /// `REQUEST_TIMEOUT_MS`.
+    /// `REQUEST_TIMEOUT_MS`, `SYNC_RETENTION_SECS`, `SYNC_PURGE_INTERVAL_SECS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -189,6 +197,16 @@ impl Config {
             .unwrap_or(i32::MAX),
             frame_window: Duration::from_secs(
                 number("WS_FRAME_WINDOW_SECS", defaults.frame_window.as_secs())?.max(1),
+            ),
+            sync_retention: Duration::from_secs(
+                number("SYNC_RETENTION_SECS", defaults.sync_retention.as_secs())?.max(1),
+            ),
+            sync_purge_interval: Duration::from_secs(
+                number(
+                    "SYNC_PURGE_INTERVAL_SECS",
+                    defaults.sync_purge_interval.as_secs(),
+                )?
+                .max(1),
             ),
         };
         Ok(Self {

@@ -53,6 +53,9 @@ pub enum Error {
     /// 409: the request conflicts with what exists.
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 410: what the request points at is no longer kept (an expired sync token).
+    #[error("{detail}")]
+    Gone { code: &'static str, detail: String },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{} is not supported; send application/json", .0)]
@@ -166,6 +169,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Gone { .. } => StatusCode::GONE,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -180,6 +184,7 @@ impl Error {
         match self {
             Error::BadRequest { code, .. }
             | Error::Conflict { code, .. }
+            | Error::Gone { code, .. }
             | Error::Refused { code, .. } => code,
             Error::Unauthorized(code, _) | Error::Forbidden(code, _) => code,
             Error::NotFound(_) => "not_found",

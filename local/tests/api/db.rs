@@ -48,7 +48,7 @@ async fn two_members_and_a_stranger(pool: &PgPool) -> (i64, i64, i64, i64) {
 }
 
 async fn send(pool: &PgPool, chat: i64, user: i64, client_id: Option<&str>) -> Option<Sent> {
-    db::messages::insert(pool, chat, user, "hello", client_id)
+    db::messages::insert(pool, chat, user, "hello", client_id, None)
         .await
         .expect("insert message")
 }
@@ -277,7 +277,11 @@ async fn a_read_cursor_moves_forward_only_and_never_past_the_newest_message() {
     assert_eq!(cursor(bob).await.last_read_seq, 0);
     assert!(cursor(bob).await.last_read_at.is_none());
 
-    let mark = |up_to| db::members::mark_read(pool, chat, bob, up_to);
+    let mark = |up_to| async move {
+        db::members::mark_read(pool, chat, bob, up_to)
+            .await
+            .map(|m| m.map(|m| (m.last_read_seq, m.last_seq, m.pos.is_some())))
+    };
     assert_eq!(mark(Some(2)).await.expect("mark"), Some((2, 3, true)));
     let read_at = cursor(bob).await.last_read_at.expect("read at");
     assert_eq!(

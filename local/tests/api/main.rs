@@ -25,4 +25,5 @@ mod realtime;
 mod router;
 mod sessions;
 mod shutdown;
+mod sync;
 mod users;

@@ -423,6 +423,17 @@ async fn a_session_ended_behind_the_apis_back_is_refused_on_the_next_request_and
     let mut bob_socket = app.connect(&bob, None).await;
     let mut socket = app.connect(&alice, None).await;
     bob_socket.expect_status(&alice, "online").await;
+    let path = format!("/api/chats/{chat}/messages");
+    let sent = app
+        .post_as(
+            &alice,
+            &path,
+            json!({"content": "before", "client_id": "c1"}),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    bob_socket.expect("message.created").await;
+    socket.expect("message.created").await;
     let session = claims(&alice.token)["sid"].as_i64().expect("sid");
     sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(session)
@@ -431,6 +442,15 @@ async fn a_session_ended_behind_the_apis_back_is_refused_on_the_next_request_and
         .expect("expire");
 
     refused_everywhere(&app, &alice).await;
+    // A send checks the session in its own insert; a retry of a stored send is refused too.
+    for body in [
+        json!({"content": "after"}),
+        json!({"content": "before", "client_id": "c1"}),
+    ] {
+        app.post_as(&alice, &path, body)
+            .await
+            .assert_problem(401, "session_ended");
+    }
     socket
         .send(json!({"action": "sendMessage", "chat_id": chat, "content": "still here?"}))
         .await;
@@ -438,10 +458,9 @@ async fn a_session_ended_behind_the_apis_back_is_refused_on_the_next_request_and
     assert_eq!(refused["code"], "session_ended", "{refused}");
     assert!(socket.closed().await, "the socket is closed");
     bob_socket.expect_quiet().await;
-    assert!(
-        app.messages(&bob, chat, "").await.is_empty(),
-        "nothing was sent"
-    );
+    let stored = app.messages(&bob, chat, "").await;
+    assert_eq!(stored.len(), 1, "nothing was sent after the session ended");
+    assert_eq!(stored[0]["content"], "before");
 }
 
 #[tokio::test]

@@ -265,25 +265,43 @@ pub async fn mark_read(
     chat_id: i64,
     user_id: i64,
     up_to: Option<i64>,
-) -> Result<Option<(i64, i64, bool)>> {
+) -> Result<Option<ReadMark>> {
+    // The chat's row is locked first (as a send locks it): the cursor and the change's position
+    // move together, and only when the cursor moves.
     let row = sqlx::query!(
-        r#"WITH c AS (SELECT last_seq FROM chats WHERE id = $1),
-                old AS (SELECT last_read_seq FROM chat_members
-                        WHERE chat_id = $1 AND user_id = $2)
-           UPDATE chat_members m SET
-               last_read_seq = GREATEST(m.last_read_seq,
-                                        LEAST(COALESCE($3, c.last_seq), c.last_seq)),
-               last_read_at = CASE WHEN LEAST(COALESCE($3, c.last_seq), c.last_seq)
-                                        > m.last_read_seq
-                                   THEN now() ELSE m.last_read_at END
-           FROM c, old WHERE m.chat_id = $1 AND m.user_id = $2
-           RETURNING m.last_read_seq AS "last_read_seq!", c.last_seq AS "last_seq!",
-                     m.last_read_seq > old.last_read_seq AS "moved!""#,
+        r#"WITH c AS (SELECT last_seq, LEAST(COALESCE($3, last_seq), last_seq) AS target
+                      FROM chats WHERE id = $1 FOR UPDATE),
+                u AS (UPDATE chat_members m SET last_read_seq = c.target, last_read_at = now()
+                      FROM c WHERE m.chat_id = $1 AND m.user_id = $2
+                        AND m.last_read_seq < c.target
+                      RETURNING m.last_read_seq),
+                p AS (UPDATE chats SET last_pos = last_pos + 1 FROM u
+                      WHERE chats.id = $1 RETURNING chats.last_pos),
+                l AS (INSERT INTO changes (chat_id, pos, kind, user_id, value)
+                      SELECT $1, p.last_pos, 'message.read', $2, u.last_read_seq FROM p, u)
+           SELECT COALESCE(u.last_read_seq, m.last_read_seq) AS "last_read_seq!",
+                  c.last_seq AS "last_seq!", p.last_pos AS "pos?"
+           FROM chat_members m CROSS JOIN c LEFT JOIN u ON true LEFT JOIN p ON true
+           WHERE m.chat_id = $1 AND m.user_id = $2"#,
         chat_id,
         user_id,
         up_to,
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|row| (row.last_read_seq, row.last_seq, row.moved)))
+    Ok(row.map(|row| ReadMark {
+        last_read_seq: row.last_read_seq,
+        last_seq: row.last_seq,
+        pos: row.pos,
+    }))
+}
+
+/// Where a member's read cursor stands after [`mark_read`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadMark {
+    pub last_read_seq: i64,
+    /// The chat's newest `seq`.
+    pub last_seq: i64,
+    /// The change's position when the cursor moved.
+    pub pos: Option<i64>,
 }

@@ -1,6 +1,7 @@
 //! Every SQL statement of the product, one module per table. All values are bind parameters.
 
 pub mod blocks;
+pub mod changes;
 pub mod chats;
 pub mod connections;
 pub mod members;

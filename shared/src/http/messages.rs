@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, put};
 
 use crate::error::Result;
-use crate::http::extract::{AuthUser, Json, Path, Query, parse_json};
+use crate::http::extract::{AuthUser, Json, Path, Query, TokenCaller, parse_json};
 use crate::http::pagination::created_or_ok;
 use crate::service::messages;
 use crate::state::AppState;
@@ -63,7 +63,8 @@ pub async fn list_messages(
         (status = 422, description = "Empty or too long content, or a bad client_id", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn send_message(
-    user: AuthUser,
+    // The session is checked by the send's own insert.
+    TokenCaller(user): TokenCaller,
     State(state): State<AppState>,
     Path(chat_id): Path<i64>,
     Json(body): Json<NewMessage>,

@@ -27,6 +27,7 @@ pub mod health;
 pub mod messages;
 pub mod openapi;
 pub mod pagination;
+pub mod sync;
 pub mod users;
 
 pub use extract::MAX_BODY_BYTES;
@@ -62,6 +63,7 @@ impl Group {
             (Some("users"), ..) => Group::Users,
             (Some("chats"), Some(_), Some("messages")) => Group::Messages,
             (Some("chats"), ..) => Group::Chats,
+            (Some("sync"), ..) => Group::Chats,
             _ => Group::Auth,
         }
     }
@@ -77,7 +79,7 @@ pub fn app(group: Group, state: AppState) -> App {
             .route("/api/openapi.json", get(openapi::serve))
             .route("/api/health", get(health::health)),
         Group::Users => users::router(),
-        Group::Chats => chats::router(),
+        Group::Chats => chats::router().merge(sync::router()),
         Group::Messages => messages::router(),
     };
     NormalizePathLayer::trim_trailing_slash().layer(finish(router, state))
@@ -277,6 +279,7 @@ mod tests {
         assert_eq!(Group::for_path("/api/users/7/block"), Group::Users);
         assert_eq!(Group::for_path("/api/users/me/blocks"), Group::Users);
         assert_eq!(Group::for_path("/api/chats"), Group::Chats);
+        assert_eq!(Group::for_path("/api/sync"), Group::Chats);
         assert_eq!(Group::for_path("/api/chats/"), Group::Chats);
         assert_eq!(Group::for_path("/api/chats/3/members/4"), Group::Chats);
         assert_eq!(Group::for_path("/api/chats/3/members"), Group::Chats);

@@ -51,6 +51,7 @@ use crate::http;
         http::messages::delete_message,
         http::messages::read_status,
         http::messages::mark_read,
+        http::sync::feed,
         http::health::health,
     ),
     components(schemas(
@@ -66,6 +67,7 @@ use crate::http;
         (name = "users", description = "Profiles and presence"),
         (name = "chats", description = "Direct and group chats, and their members"),
         (name = "messages", description = "Messages and read tracking"),
+        (name = "sync", description = "The change feed: catching up after time away"),
         (name = "health", description = "Whether the service can serve"),
     )
 )]

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use sqlx::{PgConnection, PgPool};
 
 use crate::db;
+use crate::db::changes::{Fields, Kind};
 use crate::db::chats::MemberChatRow;
 use crate::db::members::MemberStats;
 use crate::domain::{Caller, ChatCursor, ChatName, Role};
@@ -103,6 +104,19 @@ async fn view_for(db: &PgPool, chat_id: i64, user_id: i64) -> Result<ChatView> {
         .await?
         .pop()
         .ok_or_else(chat_not_found)
+}
+
+/// The chat's summary as `viewer` sees it now; `None` unless they are a member.
+pub(crate) async fn summary_for(
+    db: &PgPool,
+    chat_id: i64,
+    viewer: i64,
+) -> Result<Option<ChatSummary>> {
+    match view_for(db, chat_id, viewer).await {
+        Ok(view) => Ok(Some(ChatSummary::from(&view))),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// A page of the caller's chats, most recent activity first, and the cursor of the next page
@@ -232,6 +246,19 @@ pub async fn create(
             }
         }
     };
+    let pos = if created {
+        let mut joined = others.clone();
+        joined.push(caller.id);
+        let fields = Fields {
+            joined: &joined,
+            ..Fields::default()
+        };
+        db::changes::record(&mut *tx, chat.id, Kind::ChatCreated, fields)
+            .await?
+            .ok_or_else(|| Error::internal("new chat vanished"))?
+    } else {
+        0
+    };
     tx.commit().await?;
     let view = view_for(db, chat.id, caller.id).await?;
     if !created {
@@ -249,6 +276,7 @@ pub async fn create(
     let notices: Vec<(Audience, Event)> = if is_group {
         let event = Event::ChatCreated {
             chat_id: chat.id,
+            pos,
             chat: ChatSummary::from(&view),
         };
         vec![(Audience::Chat(chat.id), event)]
@@ -267,6 +295,7 @@ pub async fn create(
                 };
                 let event = Event::ChatCreated {
                     chat_id: chat.id,
+                    pos,
                     chat: summary,
                 };
                 (audience, event)
@@ -294,10 +323,16 @@ pub async fn rename(
     let member = Member::load(db, chat_id, caller.id).await?;
     member.require_admin("only the group's admins can rename it")?;
     let name = ChatName::parse(body.name)?;
-    db::chats::rename(db, chat_id, name.as_str()).await?;
+    let mut tx = db.begin().await?;
+    db::chats::rename(&mut *tx, chat_id, name.as_str()).await?;
+    let pos = db::changes::record(&mut *tx, chat_id, Kind::ChatUpdated, Fields::default())
+        .await?
+        .ok_or_else(chat_not_found)?;
+    tx.commit().await?;
     let view = view_for(db, chat_id, caller.id).await?;
     let event = Event::ChatUpdated {
         chat_id,
+        pos,
         chat: ChatSummary::from(&view),
     };
     Ok(Outcome::quiet(view).notify(Audience::Chat(chat_id), event))
@@ -312,12 +347,17 @@ pub async fn delete(db: &PgPool, caller: Caller, chat_id: i64) -> Result<Outcome
     // The connections must be found before the memberships go with the chat.
     let audience = db::connections::for_chat(db, chat_id).await?;
     let scoped = db::connections::scoped_to(db, chat_id).await?;
-    db::chats::delete(db, chat_id).await?;
+    let mut tx = db.begin().await?;
+    let pos = db::changes::record_deletion(&mut *tx, chat_id, &[])
+        .await?
+        .ok_or_else(chat_not_found)?;
+    db::chats::delete(&mut *tx, chat_id).await?;
+    tx.commit().await?;
     tracing::info!(chat_id, "chat deleted");
     Ok(Outcome::quiet(())
         .notify(
             Audience::Connections(audience),
-            Event::ChatDeleted { chat_id },
+            Event::ChatDeleted { chat_id, pos },
         )
         // Connections scoped to the chat have nothing more to receive.
         .close(scoped))
@@ -355,17 +395,24 @@ pub async fn add_members(
     if db::members::count(&mut *tx, chat_id).await? > MAX_MEMBERS as i64 {
         return Err(too_many_members());
     }
+    let mut pos = None;
     if !added.is_empty() {
         db::chats::touch(&mut *tx, chat_id).await?;
+        let fields = Fields {
+            joined: &added,
+            ..Fields::default()
+        };
+        pos = db::changes::record(&mut *tx, chat_id, Kind::MemberAdded, fields).await?;
     }
     tx.commit().await?;
     tracing::info!(chat_id, added = added.len(), "members added");
     let view = view_for(db, chat_id, caller.id).await?;
-    if added.is_empty() {
+    let Some(pos) = pos else {
         return Ok(Outcome::quiet(view));
-    }
+    };
     let event = Event::MemberAdded {
         chat_id,
+        pos,
         user_ids: added,
         chat: ChatSummary::from(&view),
     };
@@ -379,16 +426,22 @@ pub struct Removal {
     pub chat_deleted: bool,
     /// The member who became admin because the last admin left.
     pub new_admin: Option<i64>,
+    /// The change's position in the chat.
+    pub pos: i64,
 }
 
 impl Removal {
     /// The event that tells the chat's members about it.
     pub fn event(self, chat_id: i64, user_id: i64) -> Event {
         if self.chat_deleted {
-            Event::ChatDeleted { chat_id }
+            Event::ChatDeleted {
+                chat_id,
+                pos: self.pos,
+            }
         } else {
             Event::MemberRemoved {
                 chat_id,
+                pos: self.pos,
                 user_id,
                 new_admin: self.new_admin,
             }
@@ -409,18 +462,43 @@ pub(crate) async fn leave_group(
         return Err(Error::NotFound("that user is not a member of this chat"));
     }
     if db::members::count(&mut *tx, chat_id).await? == 0 {
+        // The one who left hears of the deletion too.
+        let pos = db::changes::record_deletion(&mut *tx, chat_id, &[user_id])
+            .await?
+            .ok_or_else(chat_not_found)?;
         db::chats::delete(&mut *tx, chat_id).await?;
         return Ok(Removal {
             chat_deleted: true,
             new_admin: None,
+            pos,
         });
     }
     let new_admin = db::members::ensure_admin(&mut *tx, chat_id).await?;
     db::chats::touch(&mut *tx, chat_id).await?;
+    let pos = record_removal(tx, chat_id, user_id, new_admin).await?;
     Ok(Removal {
         chat_deleted: false,
         new_admin,
+        pos,
     })
+}
+
+/// Logs that `user_id` is no longer a member (they can still read that change).
+pub(crate) async fn record_removal(
+    tx: &mut PgConnection,
+    chat_id: i64,
+    user_id: i64,
+    new_admin: Option<i64>,
+) -> Result<i64> {
+    let fields = Fields {
+        user_id: Some(user_id),
+        value: new_admin,
+        audience: &[user_id],
+        ..Fields::default()
+    };
+    db::changes::record(&mut *tx, chat_id, Kind::MemberRemoved, fields)
+        .await?
+        .ok_or_else(chat_not_found)
 }
 
 /// An admin removes a member, or a member leaves. The last admin to leave hands admin to the

@@ -7,7 +7,7 @@ use crate::db::messages::{MessageRow, Order, Sent};
 use crate::domain::{Caller, ClientId, MessageBody, limit, skip_of};
 use crate::error::{Checks, Error, Result};
 use crate::service::access::{Member, chat_not_found};
-use crate::service::{Audience, Outcome, Stored};
+use crate::service::{Audience, Outcome, Stored, sessions};
 use crate::views::{
     Event, MessageQuery, MessageView, ReadCursorView, ReadCursors, ReadReceipt, ReadStatus,
 };
@@ -104,20 +104,39 @@ pub async fn send(
         && let Some(existing) =
             db::messages::find_by_client_id(db, chat_id, caller.id, client_id).await?
     {
+        // A retry answers from what is stored; its session is checked on its own.
+        sessions::check(db, caller).await?;
         return retried(db, existing).await;
     }
-    match db::messages::insert(db, chat_id, caller.id, content.as_str(), client_id)
-        .await?
-        .ok_or_else(chat_not_found)?
-    {
+    // The session check is folded into the insert (the caller's session must be live).
+    let Some(session) = caller.session else {
+        return Err(sessions::ended());
+    };
+    let sent = db::messages::insert(
+        db,
+        chat_id,
+        caller.id,
+        content.as_str(),
+        client_id,
+        Some(session),
+    )
+    .await?;
+    let Some(sent) = sent else {
+        // Only on the way out: say which of the two it was.
+        sessions::check(db, caller).await?;
+        return Err(chat_not_found());
+    };
+    match sent {
         Sent::Created {
             row,
             alone,
             audience,
+            pos,
         } => {
             let message = MessageView::new(row, alone);
             let event = Event::MessageCreated {
                 chat_id,
+                pos,
                 message: message.clone(),
             };
             Ok(Outcome::quiet(Stored {
@@ -149,12 +168,13 @@ pub async fn edit(
         return Err(message_deleted());
     }
     let content = MessageBody::parse(content)?;
-    let row = db::messages::edit(db, message_id, content.as_str())
+    let (row, pos) = db::messages::edit(db, message_id, content.as_str())
         .await?
         .ok_or_else(message_deleted)?;
     let view = view_one(db, row).await?;
     let event = Event::MessageUpdated {
         chat_id,
+        pos,
         message: view.clone(),
     };
     Ok(Outcome::quiet(view).notify(Audience::Chat(chat_id), event))
@@ -176,11 +196,12 @@ pub async fn delete(
         &message,
         "only the author or a group admin can delete a message",
     )?;
-    let Some(row) = db::messages::tombstone(db, message_id).await? else {
+    let Some((row, pos)) = db::messages::tombstone(db, message_id).await? else {
         return Ok(Outcome::quiet(()));
     };
     let event = Event::MessageDeleted {
         chat_id,
+        pos,
         message: view_one(db, row).await?,
     };
     Ok(Outcome::quiet(()).notify(Audience::Chat(chat_id), event))
@@ -237,21 +258,22 @@ pub async fn mark_read(
         return Err(Error::validation("up_to_seq", "must not be negative"));
     }
     // Moving the cursor is the membership check: a non-member has no row to move.
-    let (last_read_seq, last_seq, moved) = db::members::mark_read(db, chat_id, caller.id, up_to)
+    let mark = db::members::mark_read(db, chat_id, caller.id, up_to)
         .await?
         .ok_or_else(chat_not_found)?;
     let view = ReadCursorView {
         chat_id,
-        last_read_seq,
-        unread_count: (last_seq - last_read_seq).max(0),
+        last_read_seq: mark.last_read_seq,
+        unread_count: (mark.last_seq - mark.last_read_seq).max(0),
     };
-    if !moved {
+    let Some(pos) = mark.pos else {
         return Ok(Outcome::quiet(view));
-    }
+    };
     let event = Event::MessageRead {
         chat_id,
+        pos,
         user_id: caller.id,
-        last_read_seq,
+        last_read_seq: mark.last_read_seq,
     };
     Ok(Outcome::quiet(view).notify(Audience::Chat(chat_id), event))
 }

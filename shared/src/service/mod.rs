@@ -18,6 +18,7 @@ pub mod consent;
 pub mod messages;
 pub mod presence;
 pub mod sessions;
+pub mod sync;
 pub mod users;
 
 use crate::views::Event;

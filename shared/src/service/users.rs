@@ -8,7 +8,7 @@ use crate::db;
 use crate::db::users::ProfileChange;
 use crate::domain::{Caller, DisplayName, Email, Page, Password, Username};
 use crate::error::{Checks, Error, Result};
-use crate::service::chats::{Removal, leave_group};
+use crate::service::chats::{Removal, leave_group, record_removal};
 use crate::service::{Audience, Outcome, attempts, sessions};
 use crate::views::{AccountDeletion, ProfileUpdate, UserView};
 
@@ -172,16 +172,24 @@ pub async fn delete(
     for chat_id in db::members::groups_where_sole_admin(&mut *tx, user_id).await? {
         removals.push((chat_id, leave_group(&mut tx, chat_id, user_id).await?));
     }
-    db::chats::delete_groups_only_member(&mut *tx, user_id).await?;
+    let gone = db::chats::delete_groups_only_member(&mut *tx, user_id).await?;
+    // The other chats lose the member with the account; their members hear of it.
+    for &chat_id in &chats {
+        if gone.contains(&chat_id) || removals.iter().any(|(id, _)| *id == chat_id) {
+            continue;
+        }
+        let pos = record_removal(&mut tx, chat_id, user_id, None).await?;
+        let removal = Removal {
+            pos,
+            ..Removal::default()
+        };
+        removals.push((chat_id, removal));
+    }
     db::users::delete(&mut *tx, user_id).await?;
     tx.commit().await?;
     tracing::info!(user_id, "account deleted");
     let mut outcome = Outcome::quiet(()).close(connections);
-    for chat_id in chats {
-        let removal = removals
-            .iter()
-            .find(|(id, _)| *id == chat_id)
-            .map_or_else(Removal::default, |(_, r)| *r);
+    for (chat_id, removal) in removals {
         outcome = outcome.notify(Audience::Chat(chat_id), removal.event(chat_id, user_id));
     }
     Ok(outcome)

@@ -99,6 +99,8 @@ pub struct MemberView {
     #[schema(value_type = String)]
     pub role: Role,
     pub joined_at: DateTime<Utc>,
+    /// The member's read cursor: they have read every message up to this `seq`.
+    pub last_read_seq: i64,
 }
 
 impl From<MemberRow> for MemberView {
@@ -107,6 +109,7 @@ impl From<MemberRow> for MemberView {
             user: UserView::public(row.user),
             role: row.role,
             joined_at: row.joined_at,
+            last_read_seq: row.last_read_seq,
         }
     }
 }

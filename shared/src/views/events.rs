@@ -12,37 +12,65 @@ use crate::views::messages::MessageView;
 /// API Gateway refuses WebSocket frames over 128 KiB.
 pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 
+/// Every change of a chat (messages, read cursors, members, the chat itself) carries `pos`: its
+/// position in the chat, 1, 2, 3, ... without gaps and in the order the changes happened. A
+/// client keeps the highest `pos` it applied per chat and applies only higher ones; a jump
+/// past the next one means a change is still on its way or was missed (`GET /api/sync`).
+/// `typing` and `user.status` are not changes and have no `pos`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(tag = "type")]
 pub enum Event {
     #[serde(rename = "message.created")]
-    MessageCreated { chat_id: i64, message: MessageView },
+    MessageCreated {
+        chat_id: i64,
+        pos: i64,
+        message: MessageView,
+    },
     #[serde(rename = "message.updated")]
-    MessageUpdated { chat_id: i64, message: MessageView },
+    MessageUpdated {
+        chat_id: i64,
+        pos: i64,
+        message: MessageView,
+    },
     #[serde(rename = "message.deleted")]
-    MessageDeleted { chat_id: i64, message: MessageView },
+    MessageDeleted {
+        chat_id: i64,
+        pos: i64,
+        message: MessageView,
+    },
     /// A member's read cursor moved.
     #[serde(rename = "message.read")]
     MessageRead {
         chat_id: i64,
+        pos: i64,
         user_id: i64,
         last_read_seq: i64,
     },
     #[serde(rename = "chat.created")]
-    ChatCreated { chat_id: i64, chat: ChatSummary },
+    ChatCreated {
+        chat_id: i64,
+        pos: i64,
+        chat: ChatSummary,
+    },
     #[serde(rename = "chat.updated")]
-    ChatUpdated { chat_id: i64, chat: ChatSummary },
+    ChatUpdated {
+        chat_id: i64,
+        pos: i64,
+        chat: ChatSummary,
+    },
     #[serde(rename = "chat.deleted")]
-    ChatDeleted { chat_id: i64 },
+    ChatDeleted { chat_id: i64, pos: i64 },
     #[serde(rename = "member.added")]
     MemberAdded {
         chat_id: i64,
+        pos: i64,
         user_ids: Vec<i64>,
         chat: ChatSummary,
     },
     #[serde(rename = "member.removed")]
     MemberRemoved {
         chat_id: i64,
+        pos: i64,
         user_id: i64,
         /// Set when the removal made this member admin (the last admin left).
         new_admin: Option<i64>,
@@ -101,12 +129,14 @@ mod tests {
         );
         let json = serde_json::to_value(Event::MessageRead {
             chat_id: 3,
+            pos: 4,
             user_id: 9,
             last_read_seq: 12,
         })
         .expect("serializes");
         assert_eq!(json["type"], "message.read");
         assert_eq!(json["last_read_seq"], 12);
+        assert_eq!(json["pos"], 4);
     }
 
     #[test]

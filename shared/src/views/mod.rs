@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod messages;
 pub mod number;
+pub mod sync;
 pub mod users;
 
 pub use auth::{LoginForm, NewUser, RefreshRequest, TokenPair};
@@ -21,4 +22,5 @@ pub use messages::{
     ReadCursors, ReadReceipt, ReadStatus,
 };
 pub use number::query_integer;
+pub use sync::{SyncPage, SyncQuery};
 pub use users::{AccountDeletion, ProfileUpdate, StatusUpdate, StatusView, UserView};
