@@ -1,8 +1,9 @@
 // Catching up: everything that changed while the socket was down, from the change feed
-// (`GET /api/sync`). The feed's token is kept with the session; a token past the feed's
-// retention (410 `sync_expired`) means a full load: first a fresh token, then the chats and the
-// open chat's messages, then the changes made during that load. A server without the feed
-// (404) gets a full load on every catch-up.
+// (`GET /api/sync`). A page starts with a full load: first a fresh token, then the chats and
+// the open chat's messages, then the changes made during that load. After that each catch-up
+// follows the feed from the last token, kept with the session. A token past the feed's
+// retention (410 `sync_expired`) means a full load again; a server without the feed (404) gets
+// a full load on every catch-up.
 
 export class Catchup {
   /** `handlers`: `apply(change)` for each change in order, `reload()` for a full load. */
@@ -11,6 +12,8 @@ export class Catchup {
     this.key = `blockchat.sync.${userId}`;
     this.handlers = handlers;
     this.hasFeed = true;
+    /** Whether this page has loaded everything once (what it holds is only in memory). */
+    this.loaded = false;
     this.current = null;
     this.queued = null;
   }
@@ -45,7 +48,7 @@ export class Catchup {
   async once() {
     const since = this.token;
     if (!this.hasFeed) return this.handlers.reload();
-    if (!since) return this.fullLoad();
+    if (!since || !this.loaded) return this.fullLoad();
     return this.follow(since);
   }
 
@@ -82,6 +85,7 @@ export class Catchup {
       this.hasFeed = false;
     }
     await this.handlers.reload();
+    this.loaded = true;
     if (token) {
       this.token = token;
       await this.follow(token);

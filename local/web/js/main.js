@@ -183,7 +183,6 @@ class App {
     try {
       if (!this.store.messages.has(chatId)) await this.loadNewest(chatId);
       await this.loadMembers(chatId);
-      await this.loadReceipts(chatId);
     } catch (error) {
       this.view.toast(error.text || error.message);
     }
@@ -219,18 +218,14 @@ class App {
     }
   }
 
+  /** The members, with their read cursors: the start of the read receipts. */
   async loadMembers(chatId) {
     const members = await this.api.get(`/chats/${chatId}/members?limit=100`);
-    for (const member of members) this.store.learnUser(member);
+    for (const member of members) {
+      this.store.learnUser(member);
+      this.store.setReader(chatId, member.id, member.last_read_seq);
+    }
     this.store.members.set(chatId, new Map(members.map((m) => [m.id, m])));
-  }
-
-  /** Who has read the newest message of mine: the start of the read receipts. */
-  async loadReceipts(chatId) {
-    const mine = this.store.sortedMessages(chatId).reverse().find((m) => m.user_id === this.store.userId && !m.deleted);
-    if (!mine) return;
-    const status = await this.api.get(`/chats/${chatId}/messages/${mine.id}/read-status`);
-    for (const reader of status.read_by) this.store.setReader(chatId, reader.user_id, mine.seq);
   }
 
   /** Moves the read cursor when the open chat's newest message is on screen. */
