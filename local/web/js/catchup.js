@@ -2,8 +2,7 @@
 // (`GET /api/sync`). A page starts with a full load: first a fresh token, then the chats and
 // the open chat's messages, then the changes made during that load. After that each catch-up
 // follows the feed from the last token, kept with the session. A token past the feed's
-// retention (410 `sync_expired`) means a full load again; a server without the feed (404) gets
-// a full load on every catch-up.
+// retention (410 `sync_expired`) means a full load again.
 
 export class Catchup {
   /** `handlers`: `apply(change)` for each change in order, `reload()` for a full load. */
@@ -11,7 +10,6 @@ export class Catchup {
     this.api = api;
     this.key = `blockchat.sync.${userId}`;
     this.handlers = handlers;
-    this.hasFeed = true;
     /** Whether this page has loaded everything once (what it holds is only in memory). */
     this.loaded = false;
     this.current = null;
@@ -47,7 +45,6 @@ export class Catchup {
 
   async once() {
     const since = this.token;
-    if (!this.hasFeed) return this.handlers.reload();
     if (!since || !this.loaded) return this.fullLoad();
     return this.follow(since);
   }
@@ -62,10 +59,6 @@ export class Catchup {
           this.token = null;
           return this.fullLoad();
         }
-        if (error.status === 404) {
-          this.hasFeed = false;
-          return this.handlers.reload();
-        }
         throw error;
       }
       for (const change of page.changes) await this.handlers.apply(change);
@@ -77,18 +70,10 @@ export class Catchup {
 
   /** The token first, then everything, then what changed meanwhile. */
   async fullLoad() {
-    let token = null;
-    try {
-      token = (await this.api.get('/sync')).next;
-    } catch (error) {
-      if (error.status !== 404) throw error;
-      this.hasFeed = false;
-    }
+    const { next } = await this.api.get('/sync');
     await this.handlers.reload();
     this.loaded = true;
-    if (token) {
-      this.token = token;
-      await this.follow(token);
-    }
+    this.token = next;
+    await this.follow(next);
   }
 }

@@ -12,6 +12,9 @@ import { View } from './view.js';
 const PAGE = 50;
 const TYPING_EVERY_MS = 2000;
 const SEND_RETRY_MAX_MS = 30_000;
+/** A catch-up now and then while connected keeps the feed's token recent. */
+const SYNC_EVERY_MS = 5 * 60_000;
+const STATUS_CHECK_MS = 1500;
 
 class App {
   constructor(config) {
@@ -55,6 +58,7 @@ class App {
 
   /** The session ended (logout, refresh refused, another tab logged out). */
   leave(reason) {
+    clearInterval(this.syncTimer);
     this.socket?.stop();
     this.socket = null;
     this.catchup = null;
@@ -91,6 +95,7 @@ class App {
     }
     this.store.loadOutbox();
     this.socket.start();
+    this.syncTimer = setInterval(() => { if (this.socket?.isOpen) this.catchUp(); }, SYNC_EVERY_MS);
     await this.catchUp();
     for (const [chatId, sends] of this.store.outbox) for (const send of sends.values()) this.deliver(chatId, send);
   }
@@ -148,7 +153,24 @@ class App {
       if (!live) await fetched;
     }
     if (next.gap) this.catchUp();
+    if (change.type === 'user.status') this.confirmStatusSoon(change.user_id);
     if (live && change.type === 'message.created' && chatId === this.store.openChatId) this.markReadIfSeen();
+  }
+
+  /**
+   * Presence events carry no position, and two of them (a reload's old socket closing, its new
+   * one opening) can arrive in either order: a moment later, ask for the status as it is.
+   */
+  confirmStatusSoon(userId) {
+    this.statusChecks ??= new Map();
+    clearTimeout(this.statusChecks.get(userId));
+    this.statusChecks.set(userId, setTimeout(async () => {
+      this.statusChecks.delete(userId);
+      try {
+        const status = await this.api.get(`/users/${userId}/status`);
+        this.store.apply({ type: 'user.status', ...status }, { live: false });
+      } catch { /* the next event or load brings it */ }
+    }, STATUS_CHECK_MS));
   }
 
   /** A full load: the chat list and the open chat's newest messages. */
@@ -226,6 +248,7 @@ class App {
       this.store.setReader(chatId, member.id, member.last_read_seq);
     }
     this.store.members.set(chatId, new Map(members.map((m) => [m.id, m])));
+    this.store.changed('chats', 'conversation');
   }
 
   /** Moves the read cursor when the open chat's newest message is on screen. */

@@ -3,6 +3,14 @@
 
 import { $, avatar, fullTime, h, lastSeen, reconcile, shortTime } from './dom.js';
 
+const RUN_GAP_MS = 5 * 60_000;
+
+/** Whether `message` is the last of a run: the next is someone else's, or minutes later. */
+function endsRun(message, next) {
+  return !next || next.user_id !== message.user_id
+    || new Date(next.created_at) - new Date(message.created_at) > RUN_GAP_MS;
+}
+
 const STATUS_WORDS = { online: 'Online', away: 'Away', offline: 'Offline' };
 const PAGE_NEAR_TOP_PX = 80;
 const NEAR_BOTTOM_PX = 120;
@@ -266,6 +274,8 @@ export class View {
       message,
       showAuthor: chat.is_group_chat && message.user_id !== me
         && (i === 0 || messages[i - 1].user_id !== message.user_id),
+      // A run of one person's messages shows its time once, under the last.
+      showInfo: endsRun(message, messages[i + 1]) || Boolean(message.edited_at && !message.deleted),
       readers: message === lastMine ? this.store.readersOf(chatId, message.seq) : null,
       readByAll: message.user_id === me
         && (message.is_read || this.store.readersOf(chatId, message.seq).length >= others),
@@ -287,7 +297,7 @@ export class View {
     if (this.nearBottom()) this.app.markReadIfSeen();
   }
 
-  messageItem(chat, { message, showAuthor, readers, readByAll }) {
+  messageItem(chat, { message, showAuthor, showInfo, readers, readByAll }) {
     const mine = message.user_id === this.store.userId;
     const classes = ['message', mine ? 'mine' : 'theirs', message.deleted ? 'deleted' : ''].join(' ').trim();
     const author = this.store.nameOf(message.user_id);
@@ -327,7 +337,7 @@ export class View {
           onclick: (event) => event.currentTarget.closest('.message').classList.toggle('selected'),
         }, message.deleted ? 'Message deleted' : message.content),
         actions.length ? h('div', { class: 'actions' }, actions) : null),
-      h('div', { class: 'info' }, info),
+      showInfo || readers ? h('div', { class: 'info' }, info) : null,
       receipt);
   }
 
