@@ -17,7 +17,7 @@ use chromiumoxide::cdp::browser_protocol::input::{
 };
 use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel, LogEntrySource};
 use chromiumoxide::cdp::browser_protocol::network::{
-    EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived, OverrideNetworkStateParams,
+    self, EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived,
 };
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
 use chromiumoxide::cdp::browser_protocol::target::{
@@ -381,9 +381,15 @@ impl Person {
         .await;
     }
 
+    /// Takes the page's network away (or gives it back). `Network.emulateNetworkConditions` is
+    /// deprecated, but its successor, `overrideNetworkState`, lets WebSockets connect while
+    /// "offline".
+    #[allow(deprecated)]
     pub async fn set_offline(&self, offline: bool) {
         self.page
-            .execute(OverrideNetworkStateParams::new(offline, 0.0, -1.0, -1.0))
+            .execute(network::EmulateNetworkConditionsParams::new(
+                offline, 0.0, -1.0, -1.0,
+            ))
             .await
             .expect("network state");
     }

@@ -117,7 +117,10 @@ class App {
 
   received(frame) {
     if (frame.type === 'error') {
-      if (frame.code !== 'rate_limited') this.view.toast(frame.detail || frame.code);
+      // The API no longer knows this connection (it was cleaned up as gone): no event would
+      // reach it, so open another.
+      if (frame.code === 'unknown_connection') this.socket?.reconnect();
+      else if (frame.code !== 'rate_limited') this.view.toast(frame.detail || frame.code);
       return;
     }
     if (frame.type === 'ack') return;
@@ -142,7 +145,8 @@ class App {
 
   async applyChange(change, live) {
     const next = this.store.apply(change, { live });
-    if (next.stale) return;
+    if (next.gap) this.catchUp();
+    if (next.stale || next.gap) return;
     const chatId = change.chat_id;
     if (next.removed && this.store.openChatId === chatId) {
       this.closeChat();
@@ -152,7 +156,6 @@ class App {
       const fetched = this.fetchChat(chatId);
       if (!live) await fetched;
     }
-    if (next.gap) this.catchUp();
     if (change.type === 'user.status') this.confirmStatusSoon(change.user_id);
     if (live && change.type === 'message.created' && chatId === this.store.openChatId) this.markReadIfSeen();
   }

@@ -1,7 +1,10 @@
 // What the client knows, and how each change (a live event or a change from the feed) moves it.
 // Changes of a chat carry `pos`, 1, 2, 3, … within the chat: one is applied only if it is newer
-// than the last applied, so a change seen twice (live and from the feed) counts once, and a live
-// one that skips a position tells that something was missed.
+// than the last applied, so a change seen twice (live and from the feed) counts once. A live
+// change must also be the very next one: pushes of concurrent changes can arrive out of order,
+// and a change applied past a missing one would make that one look stale when it comes. So a
+// live change that skips a position is left to the feed, which lists each chat's changes in
+// order and as they are now.
 
 /** How long a `typing` event shows; the API forwards one every 3 s while someone types. */
 export const TYPING_SHOWN_MS = 5000;
@@ -245,7 +248,8 @@ export class Store extends EventTarget {
 
   /**
    * Applies a change (an event, live or from the feed). Answers what the caller must do next:
-   * `{stale}`: already applied, nothing done; `{gap}`: something was missed, catch up;
+   * `{stale}`: already applied, nothing done; `{gap}`: not applied, something was missed before
+   * it: catch up;
    * `{fetch}`: load the chat from the API; `{removed}`: the chat is gone for us.
    */
   apply(change, { live }) {
@@ -254,7 +258,8 @@ export class Store extends EventTarget {
     if (change.pos !== undefined && change.pos !== null && chatId !== undefined) {
       const applied = this.applied.get(chatId);
       if (applied !== undefined && change.pos <= applied) return { ...next, stale: true };
-      next.gap = live && (applied === undefined || change.pos > applied + 1);
+      // Without a position yet (a chat known from a load), only a chat's first change is surely next.
+      if (live && change.pos !== (applied ?? 0) + 1) return { ...next, gap: true };
       this.applied.set(chatId, change.pos);
     }
     switch (change.type) {
