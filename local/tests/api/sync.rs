@@ -644,6 +644,16 @@ async fn feed_from(
     )
 }
 
+/// A transaction that has taken its id, as one does with its first write.
+async fn transaction_with_an_id(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = app.db.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *tx)
+        .await
+        .expect("take a transaction id");
+    tx
+}
+
 #[tokio::test]
 async fn a_change_that_commits_late_is_not_passed_over() {
     let app = TestApp::spawn().await;
@@ -657,11 +667,7 @@ async fn a_change_that_commits_late_is_not_passed_over() {
     let since = token(&app, &alice).await;
 
     // A transaction starts first and writes last: carol's edit, held open.
-    let mut late = app.db.pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *late)
-        .await
-        .expect("take a transaction id");
+    let mut late = transaction_with_an_id(&app).await;
     app.send(&bob, with_bob, "early").await;
     let (seen, next) = feed_from(&app, &alice, &since, 100).await;
     assert_eq!(seen, vec![(with_bob, 2, "early".to_owned())]);
@@ -691,11 +697,7 @@ async fn a_chats_changes_come_in_position_order_even_when_transactions_cross() {
 
     // The older transaction takes the chat's lock after the younger one: its change has the
     // higher position but the smaller transaction id.
-    let mut older = app.db.pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *older)
-        .await
-        .expect("take a transaction id");
+    let mut older = transaction_with_an_id(&app).await;
     app.send(&bob, chat, "first").await;
     blockchat::db::messages::edit(&mut *older, hello, "second")
         .await
