@@ -549,6 +549,9 @@ async fn workloads(
         progress("the session check on a send's statements, 16 clients");
         let (checked, unchecked) = session::send(bench, 16).await?;
         report.session_send(16, checked, unchecked);
+        progress("the change log on a send's statement, 16 clients");
+        let (logged, unlogged) = session::send_log(bench, 16).await?;
+        report.send_log(16, logged, unlogged);
     }
     if want("hot") {
         progress("send, one hot chat, 16 clients");

@@ -76,8 +76,10 @@ pub struct Report {
     me: Option<MeFigures>,
     /// `/me`'s read with its session check beside the same read without it.
     session_me: Option<Versus>,
-    /// A send's statements with the session lookup beside the insert alone.
+    /// A send's statement with its session check beside the same without it.
     session_send: Option<Versus>,
+    /// A send's statement with the change log beside the statement without it.
+    send_log: Option<Versus>,
     login: Option<LoginFigures>,
     fanout: Option<FanOut>,
     /// The same group with every member connected twice.
@@ -192,6 +194,7 @@ impl Report {
             me: None,
             session_me: None,
             session_send: None,
+            send_log: None,
             login: None,
             fanout: None,
             fanout_devices: None,
@@ -263,6 +266,14 @@ impl Report {
             clients,
             measured: checked,
             baseline: unchecked,
+        });
+    }
+
+    pub fn send_log(&mut self, clients: usize, logged: Summary, unlogged: Summary) {
+        self.send_log = Some(Versus {
+            clients,
+            measured: logged,
+            baseline: unlogged,
         });
     }
 

@@ -136,6 +136,26 @@ impl Report {
                 },
             });
         }
+        if let Some(Versus {
+            clients,
+            measured,
+            baseline,
+        }) = &self.send_log
+        {
+            let share = measured.rate / baseline.rate;
+            rows.push(Row {
+                workload: format!("change log: a send's statement, {clients} clients"),
+                measured: format!("with the log: {}", rate(measured, "msgs/s", true)),
+                baseline: format!("without: {}", rate(baseline, "msgs/s", true)),
+                ratio: ratio(share),
+                target: "≥ 0.80× the baseline".to_owned(),
+                verdict: if share >= 0.8 && measured.errors == 0 {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                },
+            });
+        }
         if let Some(LoginFigures { logins, hashes, .. }) = &self.login {
             let share = logins.rate / hashes.rate;
             rows.push(Row {

@@ -611,3 +611,109 @@ async fn the_gateway_purges_changes_past_the_retention() {
     // The chat itself and its messages are untouched.
     assert_eq!(app.messages(&alice, old, "").await.len(), 1);
 }
+
+/// The changes of one feed call from `since`: `(chat, pos, content of the message)`.
+async fn feed_from(
+    app: &TestApp,
+    user: &User,
+    since: &str,
+    limit: u32,
+) -> (Vec<(i64, i64, String)>, String) {
+    let page = app
+        .get_as(user, &format!("/api/sync?since={since}&limit={limit}"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let changes = page.body["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            (
+                c["chat_id"].as_i64().expect("chat_id"),
+                c["pos"].as_i64().expect("pos"),
+                c["message"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    (
+        changes,
+        page.body["next"].as_str().expect("next").to_owned(),
+    )
+}
+
+/// A transaction that has taken its id, as one does with its first write.
+async fn transaction_with_an_id(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = app.db.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *tx)
+        .await
+        .expect("take a transaction id");
+    tx
+}
+
+#[tokio::test]
+async fn a_change_that_commits_late_is_not_passed_over() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let with_bob = app.direct(&alice, &bob).await;
+    let with_carol = app.direct(&alice, &carol).await;
+    let hello = app.send(&carol, with_carol, "hello").await;
+    let hello = hello["id"].as_i64().expect("id");
+    let since = token(&app, &alice).await;
+
+    // A transaction starts first and writes last: carol's edit, held open.
+    let mut late = transaction_with_an_id(&app).await;
+    app.send(&bob, with_bob, "early").await;
+    let (seen, next) = feed_from(&app, &alice, &since, 100).await;
+    assert_eq!(seen, vec![(with_bob, 2, "early".to_owned())]);
+    blockchat::db::messages::edit(&mut *late, hello, "late")
+        .await
+        .expect("edit")
+        .expect("the message is live");
+    late.commit().await.expect("commit");
+
+    // The reader went past bob's change, which was written after carol's transaction began;
+    // carol's change still comes, once.
+    let (seen, next) = feed_from(&app, &alice, &next, 100).await;
+    assert_eq!(seen, vec![(with_carol, 3, "late".to_owned())]);
+    let (seen, _) = feed_from(&app, &alice, &next, 100).await;
+    assert_eq!(seen, vec![], "nothing twice");
+}
+
+#[tokio::test]
+async fn a_chats_changes_come_in_position_order_even_when_transactions_cross() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat = app.direct(&alice, &bob).await;
+    let hello = app.send(&alice, chat, "hello").await;
+    let hello = hello["id"].as_i64().expect("id");
+    let since = token(&app, &alice).await;
+
+    // The older transaction takes the chat's lock after the younger one: its change has the
+    // higher position but the smaller transaction id.
+    let mut older = transaction_with_an_id(&app).await;
+    app.send(&bob, chat, "first").await;
+    blockchat::db::messages::edit(&mut *older, hello, "second")
+        .await
+        .expect("edit")
+        .expect("the message is live");
+    older.commit().await.expect("commit");
+
+    // One change a page: the page still holds both, in position order, and the next has none.
+    let (seen, next) = feed_from(&app, &alice, &since, 1).await;
+    assert_eq!(
+        seen,
+        vec![
+            (chat, 3, "first".to_owned()),
+            (chat, 4, "second".to_owned())
+        ]
+    );
+    let (seen, _) = feed_from(&app, &alice, &next, 1).await;
+    assert_eq!(seen, vec![], "nothing twice");
+}

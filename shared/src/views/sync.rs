@@ -11,7 +11,7 @@ use crate::views::number::query_integer;
 pub struct SyncQuery {
     /// The `next` of an earlier answer; left out: no changes, only the current token (take it
     /// before loading the chats, then follow it).
-    #[param(max_length = 16384)]
+    #[param(max_length = 16384, pattern = r"^[A-Za-z0-9_-]*$")]
     pub since: Option<String>,
     /// Changes per page, 1–500 (default 100; larger values are capped at 500). A page can hold
     /// a few more, to finish a chat's changes up to its last one there.
