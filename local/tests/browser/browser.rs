@@ -318,9 +318,21 @@ impl Person {
     pub async fn click(&self, selector: &str) {
         self.wait_for_visible(selector).await;
         self.eval(&format!(
-            "(() => {{ const e = [...document.querySelectorAll({})].find(e => e.offsetParent !== null); \
+            "(() => {{ const e = [...document.querySelectorAll({})].find(e => e.getClientRects().length > 0); \
              e.click(); return true; }})()",
             js(selector)
+        ))
+        .await;
+    }
+
+    /// Clicks the first visible element that matches and whose text contains `text`.
+    pub async fn click_containing(&self, selector: &str, text: &str) {
+        self.wait_for_text(selector, text).await;
+        self.eval(&format!(
+            "(() => {{ const b = [...document.querySelectorAll({})]\
+             .find(b => b.getClientRects().length > 0 && b.textContent.includes({})); b.click(); return true; }})()",
+            js(selector),
+            js(text)
         ))
         .await;
     }
@@ -337,15 +349,8 @@ impl Person {
         self.click("#new-chat").await;
         for username in usernames {
             self.fill("#user-search", username).await;
-            let button = "#user-results button[data-user-id]";
-            self.wait_for_text(button, &format!("@{username}")).await;
-            self.eval(&format!(
-                "(() => {{ const b = [...document.querySelectorAll({})]\
-                 .find(b => b.textContent.includes({})); b.click(); return true; }})()",
-                js(button),
-                js(&format!("@{username}"))
-            ))
-            .await;
+            self.click_containing("#user-results button", &format!("@{username}"))
+                .await;
             self.wait_for_text("#picked", username).await;
         }
         if let Some(name) = group_name {
@@ -451,7 +456,7 @@ impl Person {
     pub async fn wait_for_text(&self, selector: &str, text: &str) {
         self.wait_until(
             &format!(
-                "[...document.querySelectorAll({})].some(e => e.offsetParent !== null && e.textContent.includes({}))",
+                "[...document.querySelectorAll({})].some(e => e.getClientRects().length > 0 && e.textContent.includes({}))",
                 js(selector),
                 js(text)
             ),
@@ -463,7 +468,7 @@ impl Person {
     pub async fn wait_for_visible(&self, selector: &str) {
         self.wait_until(
             &format!(
-                "[...document.querySelectorAll({})].some(e => e.offsetParent !== null || e.open)",
+                "[...document.querySelectorAll({})].some(e => e.getClientRects().length > 0 || e.open)",
                 js(selector)
             ),
             &format!("{selector} on screen"),
@@ -474,10 +479,22 @@ impl Person {
     pub async fn wait_until_hidden(&self, selector: &str) {
         self.wait_until(
             &format!(
-                "(() => {{ const e = document.querySelector({}); return !e || !(e.offsetParent !== null || e.open); }})()",
+                "(() => {{ const e = document.querySelector({}); return !e || !(e.getClientRects().length > 0 || e.open); }})()",
                 js(selector)
             ),
             &format!("{selector} gone from screen"),
+        )
+        .await;
+    }
+
+    pub async fn wait_until_no_text(&self, selector: &str, text: &str) {
+        self.wait_until(
+            &format!(
+                "![...document.querySelectorAll({})].some(e => e.getClientRects().length > 0 && e.textContent.includes({}))",
+                js(selector),
+                js(text)
+            ),
+            &format!("no {text:?} in {selector}"),
         )
         .await;
     }
@@ -496,7 +513,7 @@ impl Person {
     pub async fn wait_until_absent(&self, selector: &str) {
         self.wait_until(
             &format!(
-                "![...document.querySelectorAll({})].some(e => e.offsetParent !== null)",
+                "![...document.querySelectorAll({})].some(e => e.getClientRects().length > 0)",
                 js(selector)
             ),
             &format!("no {selector}"),

@@ -135,6 +135,24 @@ async fn a_group_with_a_third_person(alice: &Person, bob: &Person, carol: &Perso
     bob.wait_for_text("#member-list", "carol").await;
     bob.wait_until_absent("#member-list button").await;
     bob.click("#members-dialog [data-close]").await;
+
+    // The admin removes Bob: the group leaves his list at once; added back, it returns.
+    alice.click("#chat-info").await;
+    alice
+        .click("#member-list button[aria-label='Remove bob']")
+        .await;
+    alice.wait_until_no_text("#member-list", "@bob").await;
+    bob.wait_for_text("#toasts", "You are no longer in this chat.")
+        .await;
+    bob.wait_until_no_text("#chat-list", "Weekend plans").await;
+    alice.fill("#member-search", BOB).await;
+    alice
+        .click_containing("#member-results button", "@bob")
+        .await;
+    alice.wait_for_text("#member-list", "@bob").await;
+    alice.click("#members-dialog [data-close]").await;
+    bob.wait_for_text("#chat-list", "Weekend plans").await;
+    alice.wait_for_text("#chat-subtitle", "3 members").await;
 }
 
 async fn edits_and_deletions_show_on_both_sides(alice: &Person, bob: &Person) {
