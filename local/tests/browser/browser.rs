@@ -115,6 +115,7 @@ impl Browser {
             page,
             problems: Arc::new(Mutex::new(Vec::new())),
             allowed: Mutex::new(Vec::new()),
+            offline_once: Mutex::new(false),
         };
         person.watch().await;
         person.set_viewport(1100, 760, false).await;
@@ -148,6 +149,8 @@ pub struct Person {
     problems: Arc<Mutex<Vec<Problem>>>,
     /// Failures a step provokes on purpose: (path, status).
     allowed: Mutex<Vec<(String, i64)>>,
+    /// Set once a step takes the network away: requests then in flight fail, as they should.
+    offline_once: Mutex<bool>,
 }
 
 impl Person {
@@ -224,11 +227,13 @@ impl Person {
 
     pub async fn assert_no_problems(&self) {
         let allowed = self.allowed.lock().expect("allowed").clone();
+        let offline_once = *self.offline_once.lock().expect("offline");
         let problems: Vec<Problem> = self
             .problems
             .lock()
             .expect("problems")
             .iter()
+            .filter(|p| !(offline_once && p.what.contains("net::ERR_INTERNET_DISCONNECTED")))
             .filter(|p| {
                 let path = p.url.split('?').next().unwrap_or_default();
                 !allowed
@@ -337,11 +342,42 @@ impl Person {
         .await;
     }
 
-    /// Types a message and sends it with the Send button; it shows at once.
+    /// Picks an option of a `<select>`, as a person would (a `change` event follows).
+    pub async fn choose(&self, selector: &str, value: &str) {
+        self.wait_for_visible(selector).await;
+        self.eval(&format!(
+            "(() => {{ const s = document.querySelector({}); s.value = {}; \
+             s.dispatchEvent(new Event('change', {{ bubbles: true }})); return true; }})()",
+            js(selector),
+            js(value)
+        ))
+        .await;
+    }
+
+    /// Scrolls a box to its top, as a person looking for older messages would.
+    pub async fn scroll_to_top(&self, selector: &str) {
+        self.eval(&format!(
+            "(() => {{ document.querySelector({}).scrollTop = 0; return true; }})()",
+            js(selector)
+        ))
+        .await;
+    }
+
+    /// Types a message and sends it with the Send button; it shows at once, then the API's
+    /// answer confirms it.
     pub async fn send(&self, text: &str) {
         self.type_text("#composer-input", text).await;
         self.click("#send").await;
         self.wait_for_message(text).await;
+        self.wait_until(
+            &format!(
+                "[...document.querySelectorAll('#message-list .message:not(.pending) .bubble')]\
+                 .some(b => b.textContent === {})",
+                js(text)
+            ),
+            &format!("{text:?} confirmed"),
+        )
+        .await;
     }
 
     /// Starts a direct chat (one name) or a group (several, with its name).
@@ -391,6 +427,9 @@ impl Person {
     /// "offline".
     #[allow(deprecated)]
     pub async fn set_offline(&self, offline: bool) {
+        if offline {
+            *self.offline_once.lock().expect("offline") = true;
+        }
         self.page
             .execute(network::EmulateNetworkConditionsParams::new(
                 offline, 0.0, -1.0, -1.0,

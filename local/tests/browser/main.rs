@@ -22,6 +22,7 @@ use std::path::PathBuf;
 
 use browser::{Browser, Person};
 use common::TestApp;
+use serde_json::{Value, json};
 
 const ALICE: &str = "alice";
 const BOB: &str = "bob";
@@ -51,6 +52,8 @@ async fn two_people_chat_in_real_time_in_the_browser() {
     the_read_receipt_follows_the_reader(&alice, &bob).await;
     a_group_with_a_third_person(&alice, &bob, &carol).await;
     edits_and_deletions_show_on_both_sides(&alice, &bob).await;
+    history_pages_back_as_one_scrolls_up(&app, &alice, &carol).await;
+    a_chosen_status_shows_to_others(&alice, &bob).await;
     a_dropped_socket_loses_nothing(&app, &alice, &bob).await;
     the_session_is_refreshed_before_it_expires(&alice, &bob).await;
     a_reload_keeps_the_session(&alice, &bob).await;
@@ -178,7 +181,61 @@ async fn edits_and_deletions_show_on_both_sides(alice: &Person, bob: &Person) {
         .await;
 }
 
+async fn history_pages_back_as_one_scrolls_up(app: &TestApp, alice: &Person, carol: &Person) {
+    alice.start_chat(&[CAROL], None).await;
+    alice.wait_for_text("#chat-title", CAROL).await;
+    // Sixty notes through the API, more than the client's first page of fifty.
+    let token = alice.access_token().await;
+    let chats: Vec<Value> = app
+        .client
+        .get(app.url("/api/chats"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("chats")
+        .json()
+        .await
+        .expect("JSON");
+    let chat_id = chats
+        .iter()
+        .find(|chat| chat["name"] == CAROL)
+        .and_then(|chat| chat["id"].as_i64())
+        .expect("the chat with carol");
+    for n in 1..=60 {
+        let sent = app
+            .client
+            .post(app.url(&format!("/api/chats/{chat_id}/messages")))
+            .bearer_auth(&token)
+            .json(&json!({"content": format!("Note {n}"), "client_id": format!("note-{n}")}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(sent.status(), 201);
+    }
+    carol.open_chat(ALICE).await;
+    carol.wait_for_message("Note 60").await;
+    carol.assert_no_message("Note 1").await;
+    carol.scroll_to_top("#messages").await;
+    carol.wait_for_message("Note 1").await;
+    carol
+        .wait_for_text("#history", "This is the start of the conversation.")
+        .await;
+    assert_eq!(carol.count_messages("Note 10").await, 1);
+}
+
+async fn a_chosen_status_shows_to_others(alice: &Person, bob: &Person) {
+    alice.choose("#status-select", "away").await;
+    bob.wait_for_visible("#chat-list .dot.away").await;
+    alice.choose("#status-select", "offline").await;
+    bob.wait_until_absent("#chat-list .dot.away").await;
+    bob.wait_until_absent("#chat-list .dot.online").await;
+    alice.choose("#status-select", "online").await;
+    bob.wait_for_visible("#chat-list .dot.online").await;
+}
+
 async fn a_dropped_socket_loses_nothing(app: &TestApp, alice: &Person, bob: &Person) {
+    alice.open_chat(BOB).await;
+    bob.open_chat(ALICE).await;
     // Bob's network goes away: the socket drops without a goodbye and reconnecting fails until
     // the network is back.
     bob.set_offline(true).await;

@@ -206,7 +206,8 @@ class App {
     this.store.changed('chats', 'conversation');
     this.view.focusComposer();
     try {
-      if (!this.store.messages.has(chatId)) await this.loadNewest(chatId);
+      const held = this.store.messages.get(chatId);
+      if (!held || (held.loading && held.bySeq.size === 0)) await this.loadNewest(chatId);
       await this.loadMembers(chatId);
     } catch (error) {
       this.view.toast(error.text || error.message);
@@ -221,8 +222,9 @@ class App {
   }
 
   async loadNewest(chatId) {
+    this.store.holdMessages(chatId);
     const page = await this.api.get(`/chats/${chatId}/messages?limit=${PAGE}`);
-    this.store.putPage(chatId, page, { replace: true, complete: page.length < PAGE });
+    this.store.putPage(chatId, page, { complete: page.length < PAGE });
   }
 
   /** The page before the oldest loaded message, as the person scrolls up. */

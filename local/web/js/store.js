@@ -120,12 +120,31 @@ export class Store extends EventTarget {
 
   // --- messages -----------------------------------------------------------------------------
 
-  /** A page of messages (any order) from the API; `complete`: nothing older exists. */
-  putPage(chatId, page, { replace = false, complete = false } = {}) {
-    let list = this.messages.get(chatId);
-    if (!list || replace) {
-      list = { bySeq: new Map(), oldest: null, complete: false };
-      this.messages.set(chatId, list);
+  /**
+   * Starts holding a chat's messages before its first page is asked for, so that what arrives
+   * live while the page is on its way is kept (the page may have been read before it).
+   */
+  holdMessages(chatId) {
+    if (!this.messages.has(chatId)) {
+      this.messages.set(chatId, { bySeq: new Map(), oldest: null, complete: false, loading: true });
+    }
+  }
+
+  /**
+   * A page of messages (any order) from the API, merged into what is held: messages never
+   * vanish (a deletion leaves a tombstone), so nothing held is dropped. `complete`: nothing
+   * older exists.
+   */
+  putPage(chatId, page, { complete = false } = {}) {
+    this.holdMessages(chatId);
+    const list = this.messages.get(chatId);
+    list.loading = false;
+    // A page newer than everything held, with messages missing between: start afresh from it.
+    const pageOldest = Math.min(...page.map((m) => m.seq));
+    if (list.bySeq.size && Math.max(...list.bySeq.keys()) < pageOldest - 1) {
+      list.bySeq.clear();
+      list.oldest = null;
+      list.complete = false;
     }
     for (const message of page) {
       list.bySeq.set(message.seq, message);

@@ -262,7 +262,7 @@ export class View {
     const list = this.store.messages.get(chatId);
     const messages = this.store.sortedMessages(chatId);
     const pending = this.store.pendingSends(chatId);
-    $('#history').textContent = !list ? 'Loading messages…'
+    $('#history').textContent = !list || list.loading ? 'Loading messages…'
       : list.complete ? (messages.length ? 'This is the start of the conversation.' : 'No messages yet. Say hello!')
         : this.app.loadingOlder ? 'Loading earlier messages…' : '';
 
