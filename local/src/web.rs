@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use http::header::{
     ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH,
     X_CONTENT_TYPE_OPTIONS,
@@ -82,10 +83,10 @@ impl WebClient {
             return response;
         }
         let path = if path == "/" { "/index.html" } else { path };
-        let (content_type, body): (&str, Vec<u8>) = if path == "/config.json" {
-            ("application/json", self.config(headers).into_bytes())
+        let (content_type, body) = if path == "/config.json" {
+            ("application/json", Bytes::from(self.config(headers)))
         } else if let Some(asset) = ASSETS.iter().find(|asset| asset.path == path) {
-            (asset.content_type, asset.bytes.to_vec())
+            (asset.content_type, Bytes::from_static(asset.bytes))
         } else {
             return plain(StatusCode::NOT_FOUND, "Not Found");
         };
@@ -98,9 +99,9 @@ impl WebClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag));
         let (status, body) = if fresh {
-            (StatusCode::NOT_MODIFIED, Vec::new())
+            (StatusCode::NOT_MODIFIED, Bytes::new())
         } else if method == Method::HEAD {
-            (StatusCode::OK, Vec::new())
+            (StatusCode::OK, Bytes::new())
         } else {
             (StatusCode::OK, body)
         };
