@@ -42,6 +42,8 @@ const PASSWORD: &str = "correct horse battery staple";
 pub struct Browser {
     inner: chromiumoxide::Browser,
     handler: tokio::task::JoinHandle<()>,
+    /// The browser's profile folder, removed at the end.
+    profile: PathBuf,
 }
 
 /// Where Chromium is: `CHROME` or `CHROMIUM`, else the first of the usual names on `PATH`.
@@ -89,7 +91,11 @@ impl Browser {
             .await
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", executable.display()));
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
-        Self { inner, handler }
+        Self {
+            inner,
+            handler,
+            profile,
+        }
     }
 
     /// A person with a browser of their own (an incognito context) on the web client's page.
@@ -132,6 +138,7 @@ impl Browser {
         let _ = self.inner.close().await;
         let _ = self.inner.wait().await;
         self.handler.abort();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
