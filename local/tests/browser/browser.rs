@@ -17,7 +17,7 @@ use chromiumoxide::cdp::browser_protocol::input::{
 };
 use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel, LogEntrySource};
 use chromiumoxide::cdp::browser_protocol::network::{
-    self, EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived,
+    self, EventLoadingFailed, EventRequestWillBeSent, EventResponseReceived, SetBlockedUrLsParams,
 };
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
 use chromiumoxide::cdp::browser_protocol::target::{
@@ -232,6 +232,13 @@ impl Person {
             .push((path.to_owned(), status));
     }
 
+    /// Whether the page got an answer with `status` to a request whose path ends with `path`.
+    pub fn was_answered(&self, path: &str, status: i64) -> bool {
+        self.problems.lock().expect("problems").iter().any(|p| {
+            p.status == Some(status) && p.url.split('?').next().unwrap_or_default().ends_with(path)
+        })
+    }
+
     pub async fn assert_no_problems(&self) {
         let allowed = self.allowed.lock().expect("allowed").clone();
         let offline_once = *self.offline_once.lock().expect("offline");
@@ -240,7 +247,11 @@ impl Person {
             .lock()
             .expect("problems")
             .iter()
-            .filter(|p| !(offline_once && p.what.contains("net::ERR_INTERNET_DISCONNECTED")))
+            .filter(|p| {
+                !(offline_once
+                    && (p.what.contains("net::ERR_INTERNET_DISCONNECTED")
+                        || p.what.contains("net::ERR_BLOCKED_BY_CLIENT")))
+            })
             .filter(|p| {
                 let path = p.url.split('?').next().unwrap_or_default();
                 !allowed
@@ -427,6 +438,43 @@ impl Person {
             js(action)
         ))
         .await;
+    }
+
+    /// The network goes away: the gateway drops the page's sockets without a goodbye (as a lost
+    /// connection leaves them) and new ones cannot reach it until [`Person::regain_network`].
+    /// The WebSocket API is blocked first, then the page notices the drop, then it goes offline
+    /// (offline emulation alone can hold back the close of an open socket, and lets some
+    /// WebSocket handshakes through).
+    pub async fn lose_network(&self, app: &TestApp) {
+        *self.offline_once.lock().expect("offline") = true;
+        let blocked =
+            network::BlockPattern::new(format!("ws://{}/*", app.gateway().ws_addr()), true);
+        self.page
+            .execute(SetBlockedUrLsParams::builder().url_pattern(blocked).build())
+            .await
+            .expect("block the WebSocket API");
+        let connections: Vec<String> =
+            sqlx::query_scalar("SELECT connection_id FROM ws_connections WHERE user_id = $1")
+                .bind(self.user_id(app).await)
+                .fetch_all(&app.db.pool)
+                .await
+                .expect("connections");
+        let live = connections
+            .iter()
+            .filter(|id| app.gateway().websocket_api().drop_without_disconnect(id))
+            .count();
+        assert!(live > 0, "{} has a live socket", self.username);
+        self.wait_for_text("#connection", "Reconnecting").await;
+        self.set_offline(true).await;
+    }
+
+    /// The network is back: the page is online and may reach the WebSocket API again.
+    pub async fn regain_network(&self) {
+        self.page
+            .execute(SetBlockedUrLsParams::builder().build())
+            .await
+            .expect("unblock");
+        self.set_offline(false).await;
     }
 
     /// Takes the page's network away (or gives it back). `Network.emulateNetworkConditions` is

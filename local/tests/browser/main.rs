@@ -28,8 +28,12 @@ const ALICE: &str = "alice";
 const BOB: &str = "bob";
 const CAROL: &str = "carol";
 
+/// The tests take turns: one browser at a time on CI's two cores.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_people_chat_in_real_time_in_the_browser() {
+    let _turn = TURN.lock().await;
     // Access tokens live 8 s, so that the client refreshes them (2 s before expiry) during the
     // story. Connections still opening are kept when a push meets them, as in AWS (the API tests
     // turn that off).
@@ -60,6 +64,59 @@ async fn two_people_chat_in_real_time_in_the_browser() {
     screenshots(&alice, &carol).await;
 
     for person in [&alice, &bob, &carol] {
+        person.assert_no_problems().await;
+    }
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_away_longer_than_the_feed_keeps_changes_loads_everything_again() {
+    let _turn = TURN.lock().await;
+    // The feed keeps a change for one second here.
+    let app = TestApp::spawn_with(&[
+        ("SYNC_RETENTION_SECS", "1"),
+        ("WS_CONNECT_WINDOW_MS", "30000"),
+    ])
+    .await;
+    let browser = Browser::launch().await;
+    let alice = browser.person(&app, ALICE).await;
+    let bob = browser.person(&app, BOB).await;
+    for person in [&alice, &bob] {
+        // Any catch-up from a token older than a second is answered 410 here.
+        person.expect_failure("/api/sync", 410);
+        person.register().await;
+    }
+    alice.start_chat(&[BOB], None).await;
+    alice.send("Before the gap").await;
+    bob.open_chat(ALICE).await;
+    bob.wait_for_message("Before the gap").await;
+
+    bob.lose_network(&app).await;
+    alice.send("Long after").await;
+    alice.message_action("Before the gap", "Edit").await;
+    alice
+        .replace_text("#composer-input", "Before the long gap")
+        .await;
+    alice.press_enter().await;
+    alice.wait_for_message("Before the long gap").await;
+    // Bob's token grows older than the feed's memory.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    bob.regain_network().await;
+
+    bob.wait_for_message("Long after").await;
+    bob.wait_for_message("Before the long gap").await;
+    assert!(
+        bob.was_answered("/api/sync", 410),
+        "bob's catch-up met an expired token"
+    );
+    for text in ["Long after", "Before the long gap"] {
+        assert_eq!(bob.count_messages(text).await, 1, "{text:?} shows once");
+    }
+    // Live again, with a fresh token.
+    alice.send("Welcome back").await;
+    bob.wait_for_message("Welcome back").await;
+
+    for person in [&alice, &bob] {
         person.assert_no_problems().await;
     }
     browser.close().await;
@@ -236,20 +293,7 @@ async fn a_chosen_status_shows_to_others(alice: &Person, bob: &Person) {
 async fn a_dropped_socket_loses_nothing(app: &TestApp, alice: &Person, bob: &Person) {
     alice.open_chat(BOB).await;
     bob.open_chat(ALICE).await;
-    // Bob's network goes away: the socket drops without a goodbye and reconnecting fails until
-    // the network is back.
-    bob.set_offline(true).await;
-    let connections: Vec<String> =
-        sqlx::query_scalar("SELECT connection_id FROM ws_connections WHERE user_id = $1")
-            .bind(bob.user_id(app).await)
-            .fetch_all(&app.db.pool)
-            .await
-            .expect("bob's connections");
-    assert!(!connections.is_empty(), "bob has a live socket");
-    for id in &connections {
-        app.gateway().websocket_api().drop_without_disconnect(id);
-    }
-    bob.wait_for_text("#connection", "Reconnecting").await;
+    bob.lose_network(app).await;
 
     // Meanwhile Alice writes twice, edits an earlier message and deletes another.
     alice.send("First while you were away").await;
@@ -262,7 +306,7 @@ async fn a_dropped_socket_loses_nothing(app: &TestApp, alice: &Person, bob: &Per
     alice.wait_until_no_message("Hello Bob").await;
     bob.assert_no_message("First while you were away").await;
 
-    bob.set_offline(false).await;
+    bob.regain_network().await;
     bob.wait_for_text("#connection", "Connected").await;
     bob.wait_for_message("Second while you were away").await;
     bob.wait_for_message("See you at 11").await;
