@@ -109,6 +109,7 @@ impl Plan {
                     users: 40,
                     groups: 8,
                     directs: 10,
+                    churn_groups: 2,
                     send_every: Duration::from_secs(1),
                 },
                 sizes: Sizes {
@@ -136,6 +137,7 @@ impl Plan {
                     users: 100,
                     groups: 20,
                     directs: 30,
+                    churn_groups: 4,
                     send_every: Duration::from_secs(2),
                 },
                 sizes: Sizes {

@@ -1,17 +1,29 @@
 //! The soak: users on two devices each chat in groups and direct chats for a while, over HTTP
 //! and over the socket, dropping and reconnecting at random, while PostgreSQL is restarted
 //! cleanly, then killed (crash recovery), and the management endpoint fails and throttles a
-//! share of posts. At the end it proves that nothing was lost or stored twice: every
-//! acknowledged send is stored exactly once, and every device holds every message of its chats
-//! exactly once, `seq` after `seq`, as a fresh load shows them.
+//! share of posts. Beside the sends, every kind of change happens now and then: edits and
+//! deletions of earlier messages, read marks (over HTTP and the socket), renames, members
+//! added to and removed from a few groups, small groups made and deleted.
 //!
-//! A device is a client as the README tells clients to be: one socket for every event; each send
-//! carries a `client_id`, and one that times out or meets a 503 is sent again with the same
-//! `client_id`; a socket send with no `ack` within a few seconds is sent again over HTTP; a gap in
-//! a chat's `seq` (an event lost with a failed post) and every reconnect are caught up with
-//! `after_seq`. The soak has its own cluster (it restarts and kills it) and its own gateway.
+//! A device is a client as the README tells clients to be ([`device`]): one socket for every
+//! event; each send carries a `client_id`, and one that times out or meets a 503 is sent again
+//! with the same `client_id`; a socket send with no `ack` within a few seconds is sent again
+//! over HTTP. It holds a sync token, taken before it held anything, and keeps its chats'
+//! state (messages, members' read cursors, names, membership) from the changes it applies,
+//! each once, by their position in their chat; every reconnect, every gap in a chat's
+//! positions (a change lost with a failed post) and every chat joined send it through
+//! `GET /api/sync`.
+//!
+//! At the end ([`check`]) it proves that nothing was lost or applied twice: every
+//! acknowledged send is stored exactly once, and every device, after one last sync, holds its
+//! user's chats exactly as a fresh load shows them: the same chats, names, members and read
+//! cursors, and every message once, with its current content and deletion. The soak has its
+//! own cluster (it restarts and kills it) and its own gateway.
 
-use std::collections::{BTreeMap, HashMap};
+mod check;
+mod device;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,16 +32,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use blockchat_local::postgres::{self, Cluster, ClusterOptions};
 use blockchat_local::{Options, PushFaults, RunningGateway};
-use futures::{SinkExt, StreamExt};
 use http::StatusCode;
 use http::header::AUTHORIZATION;
-use serde::Deserialize;
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::on_gateway;
+use device::{Device, Jobs};
 
 const DATABASE: &str = "blockchat_soak";
 const PASSWORD: &str = "soak-password-0123";
@@ -45,6 +56,8 @@ pub struct SoakPlan {
     pub users: usize,
     pub groups: usize,
     pub directs: usize,
+    /// Groups whose admin adds and removes members all along.
+    pub churn_groups: usize,
     /// Each device sends about once per this interval.
     pub send_every: Duration,
 }
@@ -74,19 +87,41 @@ pub struct SoakReport {
     /// Socket sends with no `ack` in time, sent again over HTTP.
     pub socket_timeouts: u64,
     pub reconnects: u64,
-    /// Messages that arrived as live events, and those fetched with `after_seq`.
+    /// Changes applied as they came over the socket, and those applied from the feed.
     pub live: u64,
-    pub caught_up: u64,
+    pub synced: u64,
+    /// Syncs (each followed the feed to its end), and chats loaded on joining them.
+    pub syncs: u64,
+    pub loads: u64,
+    /// Live changes past the next position of their chat.
     pub gaps: u64,
     pub answers_503: u64,
+    /// The changes the workload made besides sends: edits, deletions, read marks, renames,
+    /// members added and removed, groups made and deleted.
+    pub edits: u64,
+    pub deletes: u64,
+    pub reads: u64,
+    pub renames: u64,
+    pub added: u64,
+    pub removed: u64,
+    pub created: u64,
+    pub deleted: u64,
     /// Any other 5xx (a failure).
     pub unexpected: Vec<String>,
     pub outages: Vec<Outage>,
     pub push_faults: Duration,
-    /// Acknowledged sends missing from the store, or held by no device that should have them.
+    /// Acknowledged sends missing from the store, and anything a device misses or holds stale
+    /// at the end: a chat, a message, an edit or a deletion, a read cursor, a name, a member.
     pub losses: u64,
-    /// Sends stored more than once, and messages a device holds twice or out of order.
+    /// Sends stored more than once, messages a device holds twice or that are not stored, and
+    /// changes the feed delivered twice.
     pub duplicates: u64,
+    /// Changes of a chat a device's user was not in (a removed member got more of it).
+    pub strays: u64,
+    /// The first differences found, described.
+    pub differences: Vec<String>,
+    /// The chats compared at the end (a chat once per device), and the messages stored.
+    pub compared: u64,
     pub stored: u64,
 }
 
@@ -100,11 +135,25 @@ struct Counters {
     socket_timeouts: AtomicU64,
     reconnects: AtomicU64,
     live: AtomicU64,
-    caught_up: AtomicU64,
+    synced: AtomicU64,
+    syncs: AtomicU64,
+    loads: AtomicU64,
     gaps: AtomicU64,
     answers_503: AtomicU64,
-    /// A message held twice with different ids, or one seq with two messages.
+    edits: AtomicU64,
+    deletes: AtomicU64,
+    reads: AtomicU64,
+    renames: AtomicU64,
+    added: AtomicU64,
+    removed: AtomicU64,
+    created: AtomicU64,
+    deleted: AtomicU64,
+    strays: AtomicU64,
+    /// A message held twice with different ids, one seq with two messages, or one message
+    /// created by two changes.
     conflicts: AtomicU64,
+    /// Changes the feed delivered again.
+    repeats: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -120,6 +169,15 @@ struct Acked {
     message_id: i64,
 }
 
+/// Keeps the first few descriptions of what went wrong.
+fn keep(list: &Mutex<Vec<String>>, what: String) {
+    if let Ok(mut list) = list.lock()
+        && list.len() < 20
+    {
+        list.push(what);
+    }
+}
+
 /// What every device shares.
 struct World {
     api: String,
@@ -128,16 +186,21 @@ struct World {
     counters: Counters,
     acked: Mutex<Vec<Acked>>,
     unexpected: Mutex<Vec<String>>,
+    /// Changes of chats a device's user was not in, the first few described.
+    strays: Mutex<Vec<String>>,
     send_every: Duration,
+    /// Every user's id.
+    people: Vec<i64>,
 }
 
 impl World {
     fn unexpected(&self, what: String) {
-        if let Ok(mut list) = self.unexpected.lock()
-            && list.len() < 20
-        {
-            list.push(what);
-        }
+        keep(&self.unexpected, what);
+    }
+
+    fn stray(&self, what: String) {
+        bump(&self.counters.strays);
+        keep(&self.strays, what);
     }
 
     /// Counts an answer's status: 503 is expected during outages, other 5xx never.
@@ -184,341 +247,11 @@ impl Dice {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Held {
-    id: i64,
-    seq: i64,
-    chat_id: i64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Stored {
-    id: i64,
-    seq: i64,
-    user_id: Option<i64>,
-    client_id: Option<String>,
-}
-
 /// A user as the soak knows them.
 #[derive(Clone, Debug)]
 struct Person {
     id: i64,
     username: String,
-}
-
-/// One device: its token, its chats and the messages it holds, by chat and `seq`.
-struct Device {
-    person: Person,
-    name: String,
-    token: String,
-    chats: Vec<i64>,
-    held: HashMap<i64, BTreeMap<i64, i64>>,
-    /// Socket sends waiting for their `ack`: client id → (chat, content, sent at).
-    pending: HashMap<String, (i64, String, Instant)>,
-    sent: u64,
-}
-
-impl Device {
-    /// Adds a message; answers whether it was new. A seq held with another id is a conflict.
-    fn hold(&mut self, world: &World, message: &Held) -> bool {
-        let chat = self.held.entry(message.chat_id).or_default();
-        match chat.get(&message.seq) {
-            Some(id) if *id == message.id => false,
-            Some(_) => {
-                bump(&world.counters.conflicts);
-                false
-            }
-            None => {
-                chat.insert(message.seq, message.id);
-                true
-            }
-        }
-    }
-
-    /// The highest seq up to which the device holds every message of the chat.
-    fn contiguous(&self, chat: i64) -> i64 {
-        let mut top = 0;
-        if let Some(held) = self.held.get(&chat) {
-            for seq in held.keys() {
-                if *seq != top + 1 {
-                    break;
-                }
-                top = *seq;
-            }
-        }
-        top
-    }
-
-    /// Fetches what the device misses of a chat with `after_seq`, page after page.
-    async fn catch_up(&mut self, world: &World, chat: i64) -> anyhow::Result<()> {
-        loop {
-            let after = self.contiguous(chat);
-            let url = format!(
-                "{}/api/chats/{chat}/messages?after_seq={after}&limit=100",
-                world.api
-            );
-            let response = world
-                .http
-                .get(&url)
-                .header(AUTHORIZATION, format!("Bearer {}", self.token))
-                .timeout(ANSWER_TIMEOUT)
-                .send()
-                .await?;
-            let status = response.status();
-            world.status("catch-up", status);
-            ensure!(status == StatusCode::OK, "catch-up answered {status}");
-            let page: Vec<Held> = response.json().await?;
-            let full = page.len() == 100;
-            for message in &page {
-                if self.hold(world, message) {
-                    bump(&world.counters.caught_up);
-                }
-            }
-            if !full {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Catches up on every chat, retrying through outages until `deadline`.
-    async fn catch_up_all(&mut self, world: &World, deadline: Instant) -> anyhow::Result<()> {
-        let chats = self.chats.clone();
-        for chat in chats {
-            let mut backoff = FIRST_BACKOFF;
-            while let Err(e) = self.catch_up(world, chat).await {
-                if Instant::now() > deadline {
-                    return Err(
-                        e.context(format!("{} could not catch up on chat {chat}", self.name))
-                    );
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends over HTTP until the API acknowledges it (the same `client_id` every time), or
-    /// until `deadline`.
-    async fn send_http(
-        &mut self,
-        world: &World,
-        chat: i64,
-        client_id: &str,
-        content: &str,
-        deadline: Instant,
-    ) -> anyhow::Result<()> {
-        let url = format!("{}/api/chats/{chat}/messages", world.api);
-        let body = json!({"content": content, "client_id": client_id});
-        let mut backoff = FIRST_BACKOFF;
-        let mut first = true;
-        loop {
-            if !first {
-                bump(&world.counters.retries);
-            }
-            first = false;
-            let answer = world
-                .http
-                .post(&url)
-                .header(AUTHORIZATION, format!("Bearer {}", self.token))
-                .json(&body)
-                .timeout(ANSWER_TIMEOUT)
-                .send()
-                .await;
-            match answer {
-                Ok(response) => {
-                    let status = response.status();
-                    world.status("send", status);
-                    if status == StatusCode::CREATED || status == StatusCode::OK {
-                        let message: Held = response.json().await?;
-                        self.acknowledged(world, chat, client_id, &message);
-                        return Ok(());
-                    }
-                    if !status.is_server_error() {
-                        bail!("a send was refused: {status}: {}", response.text().await?);
-                    }
-                }
-                Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {}
-                Err(e) => return Err(e.into()),
-            }
-            if Instant::now() > deadline {
-                bail!("{} could not send {client_id} before the end", self.name);
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    fn acknowledged(&mut self, world: &World, chat: i64, client_id: &str, message: &Held) {
-        bump(&world.counters.acknowledged);
-        self.hold(world, message);
-        if let Ok(mut acked) = world.acked.lock() {
-            acked.push(Acked {
-                user_id: self.person.id,
-                chat_id: chat,
-                client_id: client_id.to_owned(),
-                message_id: message.id,
-            });
-        }
-    }
-
-    /// One event from the socket: a message is held (a gap in its chat is caught up), an `ack`
-    /// settles a pending send.
-    async fn event(&mut self, world: &World, text: &str) {
-        let Ok(event) = serde_json::from_str::<Value>(text) else {
-            return;
-        };
-        match event["type"].as_str() {
-            Some("message.created") => {
-                let Ok(message) = serde_json::from_value::<Held>(event["message"].clone()) else {
-                    return;
-                };
-                let gap = message.seq > self.contiguous(message.chat_id) + 1;
-                if self.hold(world, &message) {
-                    bump(&world.counters.live);
-                }
-                if gap {
-                    bump(&world.counters.gaps);
-                    // Fetched now if the database answers; else at the next reconnect or the end.
-                    let _ = self.catch_up(world, message.chat_id).await;
-                }
-            }
-            Some("ack") => {
-                let client_id = event["client_id"].as_str().unwrap_or_default().to_owned();
-                let Ok(message) = serde_json::from_value::<Held>(event["message"].clone()) else {
-                    return;
-                };
-                if let Some((chat, _, _)) = self.pending.remove(&client_id) {
-                    bump(&world.counters.over_socket);
-                    self.acknowledged(world, chat, &client_id, &message);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Socket sends with no `ack` in time go again over HTTP, with the same `client_id`.
-    async fn settle_pending(
-        &mut self,
-        world: &World,
-        all: bool,
-        deadline: Instant,
-    ) -> anyhow::Result<()> {
-        let late: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, (_, _, at))| all || at.elapsed() > ANSWER_TIMEOUT)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for client_id in late {
-            if let Some((chat, content, _)) = self.pending.remove(&client_id) {
-                bump(&world.counters.socket_timeouts);
-                bump(&world.counters.retries);
-                self.send_http(world, chat, &client_id, &content, deadline)
-                    .await?;
-                bump(&world.counters.over_http);
-            }
-        }
-        Ok(())
-    }
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(world: &World, device: &Device) -> Option<Socket> {
-    let url = format!("{}/?token={}", world.ws, device.token);
-    match tokio::time::timeout(ANSWER_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
-        Ok(Ok((socket, _))) => Some(socket),
-        _ => None,
-    }
-}
-
-/// A device's life: connect (catching up), then send now and then and read events, dropping
-/// the socket at random; when `stop` turns, settle every send and catch up one last time.
-async fn live(
-    world: Arc<World>,
-    mut device: Device,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-) -> anyhow::Result<Device> {
-    let mut dice = Dice::new();
-    let mut socket: Option<Socket> = None;
-    let mut backoff = FIRST_BACKOFF;
-    let mut next_send = Instant::now() + dice.between(Duration::ZERO, world.send_every);
-    while !*stop.borrow() {
-        let deadline = Instant::now() + grace;
-        let Some(open) = socket.as_mut() else {
-            match connect(&world, &device).await {
-                Some(open) => {
-                    socket = Some(open);
-                    backoff = FIRST_BACKOFF;
-                    // Whatever happened while away.
-                    let _ = device.catch_up_all(&world, Instant::now()).await;
-                }
-                None => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
-            continue;
-        };
-        let wait = next_send.saturating_duration_since(Instant::now());
-        tokio::select! {
-            frame = open.next() => match frame {
-                Some(Ok(Message::Text(text))) => device.event(&world, &text).await,
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
-                    socket = None;
-                    bump(&world.counters.reconnects);
-                }
-            },
-            () = tokio::time::sleep(wait) => {
-                next_send = Instant::now() + dice.between(world.send_every / 2, world.send_every * 3 / 2);
-                if dice.chance(4) {
-                    // The phone loses its network: sometimes closing, sometimes just gone.
-                    if let Some(mut gone) = socket.take()
-                        && dice.chance(50)
-                    {
-                        let _ = gone.close(None).await;
-                    }
-                    bump(&world.counters.reconnects);
-                    tokio::time::sleep(dice.between(Duration::from_millis(100), Duration::from_secs(2))).await;
-                    continue;
-                }
-                let chat = device.chats[dice.below(device.chats.len())];
-                device.sent += 1;
-                let client_id = format!("{}-{}", device.name, device.sent);
-                let content = format!("{} says {}", device.name, device.sent);
-                if dice.chance(50) {
-                    device.send_http(&world, chat, &client_id, &content, deadline).await?;
-                    bump(&world.counters.over_http);
-                } else {
-                    let frame = json!({"action": "sendMessage", "chat_id": chat, "content": content, "client_id": client_id});
-                    device.pending.insert(client_id, (chat, content, Instant::now()));
-                    if open.send(Message::text(frame.to_string())).await.is_err() {
-                        socket = None;
-                        bump(&world.counters.reconnects);
-                    }
-                }
-                device.settle_pending(&world, false, deadline).await?;
-            }
-            _ = stop.changed() => {}
-        }
-    }
-    let deadline = Instant::now() + grace;
-    // Acks still on their way have a moment to come.
-    if let Some(open) = socket.as_mut() {
-        let until = tokio::time::Instant::now() + Duration::from_millis(500);
-        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, open.next()).await {
-            if let Message::Text(text) = frame {
-                device.event(&world, &text).await;
-            }
-        }
-        let _ = open.close(None).await;
-    }
-    device.settle_pending(&world, true, deadline).await?;
-    Ok(device)
 }
 
 /// PostgreSQL as the soak holds it: stopped, killed and started again.
@@ -630,6 +363,40 @@ async fn call(
     Ok(value)
 }
 
+/// The chats the setup makes, and what it gives each user to do.
+struct Setup<'a> {
+    world: &'a World,
+    people: &'a [Person],
+    /// Each device's access token and sync token, two per user.
+    tokens: &'a [(String, String)],
+    jobs: Vec<Jobs>,
+    chats: BTreeSet<i64>,
+}
+
+impl Setup<'_> {
+    /// Makes a group of `members` (indexes into `people`) with `owner` as its admin, who
+    /// renames it now and then.
+    async fn group(
+        &mut self,
+        owner: usize,
+        name: String,
+        members: &[usize],
+    ) -> anyhow::Result<i64> {
+        let others: Vec<i64> = members.iter().map(|u| self.people[*u].id).collect();
+        let chat = call(
+            self.world,
+            Some(&self.tokens[owner * 2].0),
+            "/api/chats",
+            json!({"name": name, "is_group_chat": true, "user_ids": others}),
+        )
+        .await?;
+        let id = chat["id"].as_i64().context("a chat without an id")?;
+        self.jobs[owner].renames.push(id);
+        self.chats.insert(id);
+        Ok(id)
+    }
+}
+
 /// Runs a soak on its own cluster in `data_dir` and its own gateway on `rt`.
 pub async fn run(
     plan: SoakPlan,
@@ -662,17 +429,19 @@ pub async fn run(
     };
     let gateway: RunningGateway =
         on_gateway(rt, move || blockchat_local::start(gateway_options)).await?;
-    let world = Arc::new(World {
+    let mut world = World {
         api: format!("http://{}", gateway.http_addr()),
         ws: gateway.ws_url(),
         http,
         counters: Counters::default(),
         acked: Mutex::new(Vec::new()),
         unexpected: Mutex::new(Vec::new()),
+        strays: Mutex::new(Vec::new()),
         send_every: plan.send_every,
-    });
+        people: Vec::new(),
+    };
 
-    // People, their chats and their devices, through the API.
+    // People, their devices and their chats, through the API.
     let mut people = Vec::with_capacity(plan.users);
     for n in 0..plan.users {
         let username = format!("soak{n}");
@@ -688,6 +457,9 @@ pub async fn run(
             username,
         });
     }
+    world.people = people.iter().map(|p| p.id).collect();
+    // Each device's sync token is taken before its user is in any chat: all its chats come
+    // to it as changes.
     let mut tokens = Vec::with_capacity(plan.users * 2);
     for person in &people {
         for _ in 0..2 {
@@ -698,34 +470,52 @@ pub async fn run(
                 json!({"username": person.username, "password": PASSWORD}),
             )
             .await?;
-            tokens.push(
-                pair["access_token"]
-                    .as_str()
-                    .context("no token")?
-                    .to_owned(),
-            );
+            let token = pair["access_token"]
+                .as_str()
+                .context("no token")?
+                .to_owned();
+            let (status, feed) =
+                device::request(&world, &token, Method::GET, "/api/sync", None).await?;
+            ensure!(status == StatusCode::OK, "sync answered {status}: {feed}");
+            let since = feed["next"].as_str().context("no sync token")?.to_owned();
+            tokens.push((token, since));
         }
     }
-    let mut chats_of: Vec<Vec<i64>> = vec![Vec::new(); plan.users];
+    let mut setup = Setup {
+        world: &world,
+        people: &people,
+        tokens: &tokens,
+        jobs: vec![Jobs::default(); plan.users],
+        chats: BTreeSet::new(),
+    };
     for g in 0..plan.groups {
         let members: Vec<usize> = (0..plan.users)
             .filter(|u| u % plan.groups == g || (u / 5) % plan.groups == g)
             .collect();
-        let Some(&owner) = members.first() else {
+        let Some((&owner, others)) = members.split_first() else {
             continue;
         };
-        let others: Vec<i64> = members[1..].iter().map(|u| people[*u].id).collect();
-        let chat = call(
-            &world,
-            Some(&tokens[owner * 2]),
-            "/api/chats",
-            json!({"name": format!("group {g}"), "is_group_chat": true, "user_ids": others}),
-        )
-        .await?;
-        let id = chat["id"].as_i64().context("a chat without an id")?;
+        let id = setup.group(owner, format!("group {g}"), others).await?;
         for u in members {
-            chats_of[u].push(id);
+            setup.jobs[u].send_to.push(id);
         }
+    }
+    // In a churn group only the owner sends: the others come and go.
+    for k in 0..plan.churn_groups {
+        let owner = (k * 11 + 2) % plan.users;
+        let pool: Vec<usize> = (0..6)
+            .map(|j| (owner + 3 + j * 7) % plan.users)
+            .filter(|u| *u != owner)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let id = setup
+            .group(owner, format!("churn {k}"), &pool[..pool.len() / 2])
+            .await?;
+        let jobs = &mut setup.jobs[owner];
+        jobs.send_to.push(id);
+        jobs.churns
+            .push((id, pool.iter().map(|u| people[*u].id).collect()));
     }
     for d in 0..plan.directs.min(plan.users.saturating_sub(1)) {
         let (a, b) = (d, (d * 7 + 1) % plan.users);
@@ -734,42 +524,41 @@ pub async fn run(
         }
         let chat = call(
             &world,
-            Some(&tokens[a * 2]),
+            Some(&tokens[a * 2].0),
             "/api/chats",
             json!({"is_group_chat": false, "user_ids": [people[b].id]}),
         )
         .await?;
         let id = chat["id"].as_i64().context("a chat without an id")?;
+        setup.chats.insert(id);
         for u in [a, b] {
-            if !chats_of[u].contains(&id) {
-                chats_of[u].push(id);
+            if !setup.jobs[u].send_to.contains(&id) {
+                setup.jobs[u].send_to.push(id);
             }
         }
     }
-    let chat_count = chats_of
-        .iter()
-        .flatten()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
+    let Setup { jobs, chats, .. } = setup;
 
+    let world = Arc::new(world);
     let (stop_tx, stop) = watch::channel(false);
     let grace = Duration::from_secs(30);
     let mut devices = Vec::new();
     for (u, person) in people.iter().enumerate() {
-        if chats_of[u].is_empty() {
+        if jobs[u].send_to.is_empty() {
             continue;
         }
         for d in 0..2 {
-            let device = Device {
-                person: person.clone(),
-                name: format!("{}.{d}", person.username),
-                token: tokens[u * 2 + d].clone(),
-                chats: chats_of[u].clone(),
-                held: HashMap::new(),
-                pending: HashMap::new(),
-                sent: 0,
-            };
-            devices.push(tokio::spawn(live(
+            let (token, since) = tokens[u * 2 + d].clone();
+            let mut jobs = jobs[u].clone();
+            // The first device does what must not be done twice at once.
+            if d == 0 {
+                jobs.makes_groups = u % 4 == 1;
+            } else {
+                jobs.churns.clear();
+            }
+            let name = format!("{}.{d}", person.username);
+            let device = Device::new(person.clone(), name, token, since, jobs);
+            devices.push(tokio::spawn(device::live(
                 world.clone(),
                 device,
                 stop.clone(),
@@ -782,7 +571,7 @@ pub async fn run(
     // The faults, on a schedule over the run.
     let started = Instant::now();
     let at = |share: f64| started + plan.duration.mul_f64(share);
-    let probe = tokens[0].clone();
+    let probe = tokens[0].0.clone();
     let mut outages = Vec::new();
     tokio::time::sleep_until(at(0.15).into()).await;
     gateway.set_push_faults("fail=0.1,throttle=0.2,slow=0.05:200ms".parse::<PushFaults>()?);
@@ -809,155 +598,31 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let mut settled = Vec::with_capacity(device_count);
     for device in devices {
-        settled.push(device.await??);
+        let device = tokio::time::timeout(grace * 2, device)
+            .await
+            .context("a device did not stop")??;
+        settled.push(device?);
     }
     let duration = started.elapsed();
 
-    // The end: every device catches up one last time, then all is compared with a fresh load.
+    // The end: once requests that timed out on their side are done on the server's, every
+    // device syncs one last time, then all is compared with a fresh load.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let deadline = Instant::now() + grace;
     for device in &mut settled {
-        device.catch_up_all(&world, deadline).await?;
+        device.catch_up(&world, deadline).await?;
     }
-    let mut report = check(&world, &settled, &chats_of, &people).await?;
+    let mut report = check::check(&world, &settled).await?;
     report.duration = duration;
     report.users = plan.users;
     report.devices = device_count;
-    report.chats = chat_count;
+    report.chats = chats.len();
     report.outages = outages;
     report.push_faults = push_faults;
 
     on_gateway(rt, move || gateway.shutdown()).await?;
     if let Some(cluster) = database.cluster.take() {
         tokio::task::spawn_blocking(move || cluster.stop()).await??;
-    }
-    Ok(report)
-}
-
-/// Compares what was acknowledged and what the devices hold with a fresh load of every chat.
-async fn check(
-    world: &World,
-    devices: &[Device],
-    chats_of: &[Vec<i64>],
-    people: &[Person],
-) -> anyhow::Result<SoakReport> {
-    let c = &world.counters;
-    let mut report = SoakReport {
-        acknowledged: c.acknowledged.load(Ordering::Relaxed),
-        over_http: c.over_http.load(Ordering::Relaxed),
-        over_socket: c.over_socket.load(Ordering::Relaxed),
-        retries: c.retries.load(Ordering::Relaxed),
-        socket_timeouts: c.socket_timeouts.load(Ordering::Relaxed),
-        reconnects: c.reconnects.load(Ordering::Relaxed),
-        live: c.live.load(Ordering::Relaxed),
-        caught_up: c.caught_up.load(Ordering::Relaxed),
-        gaps: c.gaps.load(Ordering::Relaxed),
-        answers_503: c.answers_503.load(Ordering::Relaxed),
-        duplicates: c.conflicts.load(Ordering::Relaxed),
-        ..SoakReport::default()
-    };
-    report.unexpected = world
-        .unexpected
-        .lock()
-        .map(|u| u.clone())
-        .unwrap_or_default();
-
-    // A fresh load of every chat, by one of its members.
-    let mut fresh: HashMap<i64, BTreeMap<i64, Stored>> = HashMap::new();
-    for (u, chats) in chats_of.iter().enumerate() {
-        let Some(device) = devices.iter().find(|d| d.person.id == people[u].id) else {
-            continue;
-        };
-        for chat in chats {
-            if fresh.contains_key(chat) {
-                continue;
-            }
-            let mut all = BTreeMap::new();
-            let mut after = 0;
-            loop {
-                let response = world
-                    .http
-                    .get(format!(
-                        "{}/api/chats/{chat}/messages?after_seq={after}&limit=100",
-                        world.api
-                    ))
-                    .header(AUTHORIZATION, format!("Bearer {}", device.token))
-                    .send()
-                    .await?;
-                ensure!(
-                    response.status() == StatusCode::OK,
-                    "the fresh load answered {}",
-                    response.status()
-                );
-                let page: Vec<Stored> = response.json().await?;
-                let full = page.len() == 100;
-                for message in page {
-                    after = after.max(message.seq);
-                    if all.insert(message.seq, message).is_some() {
-                        report.duplicates += 1;
-                    }
-                }
-                if !full {
-                    break;
-                }
-            }
-            // `seq` runs 1, 2, 3 … without a gap.
-            if all.keys().copied().ne(1..=i64::try_from(all.len())?) {
-                report.losses += 1;
-            }
-            fresh.insert(*chat, all);
-        }
-    }
-    report.stored = fresh.values().map(|m| m.len() as u64).sum();
-
-    // Every acknowledged send stored once, under the id its answer gave.
-    let mut by_client: HashMap<(i64, i64, String), u64> = HashMap::new();
-    for (chat, messages) in &fresh {
-        for message in messages.values() {
-            if let (Some(user), Some(client)) = (message.user_id, &message.client_id) {
-                *by_client.entry((user, *chat, client.clone())).or_default() += 1;
-            }
-        }
-    }
-    report.duplicates += by_client
-        .values()
-        .filter(|n| **n > 1)
-        .map(|n| n - 1)
-        .sum::<u64>();
-    let ids: std::collections::HashSet<i64> = fresh
-        .values()
-        .flat_map(|m| m.values().map(|s| s.id))
-        .collect();
-    let acked = world.acked.lock().map(|a| a.clone()).unwrap_or_default();
-    let mut seen: HashMap<(i64, i64, String), i64> = HashMap::new();
-    for a in &acked {
-        if !ids.contains(&a.message_id) {
-            report.losses += 1;
-        }
-        let key = (a.user_id, a.chat_id, a.client_id.clone());
-        match seen.get(&key) {
-            // The same send acknowledged twice must name the same message.
-            Some(id) if *id != a.message_id => report.duplicates += 1,
-            _ => {
-                seen.insert(key, a.message_id);
-            }
-        }
-    }
-
-    // Every device holds every message of its chats, once, as the fresh load has them.
-    for device in devices {
-        for chat in &device.chats {
-            let Some(all) = fresh.get(chat) else { continue };
-            let held = device.held.get(chat);
-            for (seq, message) in all {
-                match held.and_then(|h| h.get(seq)) {
-                    Some(id) if *id == message.id => {}
-                    Some(_) => report.duplicates += 1,
-                    None => report.losses += 1,
-                }
-            }
-            let extra = held.map_or(0, |h| h.keys().filter(|s| !all.contains_key(s)).count());
-            report.duplicates += extra as u64;
-        }
     }
     Ok(report)
 }

@@ -337,6 +337,15 @@ impl Report {
         if soak.duplicates > 0 {
             wrong.push(format!("{} duplicates", soak.duplicates));
         }
+        if soak.strays > 0 {
+            wrong.push(format!(
+                "{} changes of chats a device was not in",
+                soak.strays
+            ));
+        }
+        if let Some(first) = soak.differences.first() {
+            wrong.push(format!("first difference: {first}"));
+        }
         if let Some(first) = soak.unexpected.first() {
             wrong.push(format!(
                 "{} answers 5xx other than 503 ({first})",

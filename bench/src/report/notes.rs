@@ -492,44 +492,73 @@ impl Report {
                 )
             })
             .collect();
+        let t = |n: u64| thousands(n as f64);
         let mut text = format!(
             "{} users with 2 devices each ({} devices) in {} chats \
              (groups and direct chats made through the API), each device sending about every \
              {} s for {:.0} s, half over HTTP and half over its socket, each send with a \
-             `client_id`; devices drop their socket at random (closing it or just vanishing) \
-             and reconnect, catching up with `after_seq`; a gap in a chat's `seq` is caught up \
-             at once; a send that times out or meets a 503 is sent again with the same \
+             `client_id`; a send that times out or meets a 503 is sent again with the same \
              `client_id`, and a socket send without its `ack` in 5 s goes again over HTTP. \
-             During the run the `@connections` endpoint fails 10% of posts, throttles 20% and \
-             slows 5% for {:.0} s; PostgreSQL is restarted cleanly, then killed with SIGKILL \
-             (backends included) and started again (crash recovery). {}.\n\n\
+             Beside the sends, every kind of change: {} edits and {} deletions of earlier \
+             messages, {} read marks (over HTTP and the socket), {} renames, {} members added \
+             to and {} removed from churn groups, {} small groups made and {} deleted. Each \
+             device keeps its chats' state (messages, members' read cursors, names, \
+             membership) from the changes it applies, each once by its position in its chat; \
+             it holds a sync token taken before it was in any chat, and every reconnect, every \
+             gap in a chat's positions and every chat joined sends it through `GET /api/sync` \
+             (a chat joined is loaded after the feed). Devices drop their socket at random \
+             (closing it or just vanishing) and reconnect. During the run the `@connections` \
+             endpoint fails 10% of posts, throttles 20% and slows 5% for {:.0} s; PostgreSQL \
+             is restarted cleanly, then killed with SIGKILL (backends included) and started \
+             again (crash recovery). {}.\n\n\
              {} sends were acknowledged ({} over HTTP, {} over the socket), {} sent again \
-             ({} socket sends without an `ack`), {} reconnects, {} answers 503; devices got {} \
-             messages as live events and {} by catching up ({} gaps seen). At the end every \
-             device caught up once more, and every chat was loaded afresh ({} messages): \
-             losses {}, duplicates {}, other 5xx {}.",
+             ({} socket sends without an `ack`), {} reconnects, {} answers 503; devices applied \
+             {} changes as live events and {} from the feed ({} syncs, {} gaps seen, {} chats \
+             loaded on joining). At the end every device synced once more, and was compared \
+             with a fresh load of its user's chats (chat list, members with their read \
+             cursors, messages: {} chats compared, {} messages stored): losses {}, \
+             duplicates {}, changes of chats a device was not in {}, other 5xx {}.",
             soak.users,
             soak.devices,
             soak.chats,
             self.plan.soak.send_every.as_secs_f64(),
             soak.duration.as_secs_f64(),
+            t(soak.edits),
+            t(soak.deletes),
+            t(soak.reads),
+            t(soak.renames),
+            t(soak.added),
+            t(soak.removed),
+            t(soak.created),
+            t(soak.deleted),
             soak.push_faults.as_secs_f64(),
             outages.join("; "),
-            thousands(soak.acknowledged as f64),
-            thousands(soak.over_http as f64),
-            thousands(soak.over_socket as f64),
-            thousands(soak.retries as f64),
-            thousands(soak.socket_timeouts as f64),
-            thousands(soak.reconnects as f64),
-            thousands(soak.answers_503 as f64),
-            thousands(soak.live as f64),
-            thousands(soak.caught_up as f64),
-            thousands(soak.gaps as f64),
-            thousands(soak.stored as f64),
+            t(soak.acknowledged),
+            t(soak.over_http),
+            t(soak.over_socket),
+            t(soak.retries),
+            t(soak.socket_timeouts),
+            t(soak.reconnects),
+            t(soak.answers_503),
+            t(soak.live),
+            t(soak.synced),
+            t(soak.syncs),
+            t(soak.gaps),
+            t(soak.loads),
+            t(soak.compared),
+            t(soak.stored),
             soak.losses,
             soak.duplicates,
+            soak.strays,
             soak.unexpected.len(),
         );
+        if !soak.differences.is_empty() {
+            let _ = write!(
+                text,
+                " The first differences: {}.",
+                soak.differences.join("; ")
+            );
+        }
         if let Some(first) = soak.unexpected.first() {
             let _ = write!(text, " The first other 5xx: `{first}`.");
         }
