@@ -296,7 +296,18 @@ async fn bad_frames_get_an_error_and_the_connection_stays_open() {
     socket
         .send(json!({"action": "sendMessage", "chat_id": 12345, "content": "hi"}))
         .await;
-    assert_eq!(socket.expect("error").await["code"], "not_found");
+    let refused = socket.expect("error").await;
+    assert_eq!(refused["code"], "not_found");
+    assert!(refused.get("client_id").is_none(), "{refused}");
+    // A refused send names its client_id, so the client knows which send to retry.
+    socket
+        .send(
+            json!({"action": "sendMessage", "chat_id": 12345, "content": "hi", "client_id": "k-9"}),
+        )
+        .await;
+    let refused = socket.expect("error").await;
+    assert_eq!(refused["code"], "not_found");
+    assert_eq!(refused["client_id"], "k-9");
     socket
         .send(json!({"action": "sendMessage", "chat_id": 1}))
         .await;

@@ -65,6 +65,8 @@ impl Client {
         for chat in chats.body.as_array().expect("chats") {
             let id = chat["id"].as_i64().expect("id");
             client.chats.insert(id, load_chat(app, user, chat).await);
+            // Its messages and members were read after it: changes up to here are in them.
+            client.applied.insert(id, last_pos(chat));
         }
         client
     }
@@ -148,6 +150,7 @@ impl Client {
                     let chat = app.chat_as(user, chat_id).await;
                     self.chats
                         .insert(chat_id, load_chat(app, user, &chat).await);
+                    self.applied.insert(chat_id, last_pos(&chat).max(pos));
                 } else if let Some(chat) = self.chats.get_mut(&chat_id) {
                     // New members start with everything before them read.
                     let last_seq = chat.last_seq();
@@ -227,6 +230,11 @@ impl Client {
             })
             .collect()
     }
+}
+
+/// The position of a chat's newest change when it was read.
+fn last_pos(chat: &Value) -> i64 {
+    chat["last_pos"].as_i64().expect("a chat has last_pos")
 }
 
 /// A chat of the chat list (or `GET /api/chats/{id}`), with its members' cursors and messages.

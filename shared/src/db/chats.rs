@@ -13,6 +13,8 @@ pub struct ChatRow {
     pub is_group: bool,
     pub created_by: Option<i64>,
     pub last_seq: i64,
+    /// The position of the chat's newest change (`changes.pos`).
+    pub last_pos: i64,
     pub last_activity_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -37,6 +39,7 @@ macro_rules! member_chat_row {
                 is_group: row.is_group,
                 created_by: row.created_by,
                 last_seq: row.last_seq,
+                last_pos: row.last_pos,
                 last_activity_at: row.last_activity_at,
                 created_at: row.created_at,
                 updated_at: row.updated_at,
@@ -56,7 +59,7 @@ pub async fn insert_group(db: impl PgExecutor<'_>, name: &str, created_by: i64) 
     Ok(sqlx::query_as!(
         ChatRow,
         "INSERT INTO chats AS c (name, is_group, created_by) VALUES ($1, true, $2)
-         RETURNING c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_activity_at,
+         RETURNING c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_pos, c.last_activity_at,
                    c.created_at, c.updated_at",
         name,
         created_by,
@@ -79,7 +82,7 @@ pub async fn insert_direct(
         "INSERT INTO chats AS c (name, is_group, created_by, direct_key)
          VALUES ($3, false, $1, $2)
          ON CONFLICT (direct_key) DO NOTHING
-         RETURNING c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_activity_at,
+         RETURNING c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_pos, c.last_activity_at,
                    c.created_at, c.updated_at",
         created_by,
         key,
@@ -92,7 +95,7 @@ pub async fn insert_direct(
 pub async fn find_direct(db: impl PgExecutor<'_>, key: &str) -> Result<Option<ChatRow>> {
     Ok(sqlx::query_as!(
         ChatRow,
-        "SELECT c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_activity_at,
+        "SELECT c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_pos, c.last_activity_at,
                 c.created_at, c.updated_at
          FROM chats c WHERE c.direct_key = $1",
         key,
@@ -108,7 +111,7 @@ pub async fn find_for_member(
     user_id: i64,
 ) -> Result<Option<MemberChatRow>> {
     let row = sqlx::query!(
-        r#"SELECT c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_activity_at,
+        r#"SELECT c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_pos, c.last_activity_at,
                   c.created_at, c.updated_at, m.role AS "role: Role", m.last_read_seq
            FROM chats c
            JOIN chat_members m ON m.chat_id = c.id AND m.user_id = $2 WHERE c.id = $1"#,
@@ -130,7 +133,7 @@ pub async fn list_for_member(
     limit: i64,
 ) -> Result<Vec<MemberChatRow>> {
     let rows = sqlx::query!(
-        r#"SELECT c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_activity_at,
+        r#"SELECT c.id, c.name, c.is_group, c.created_by, c.last_seq, c.last_pos, c.last_activity_at,
                   c.created_at, c.updated_at, m.role AS "role: Role", m.last_read_seq
            FROM chat_members m
            JOIN chats c ON c.id = m.chat_id

@@ -18,9 +18,11 @@ pub fn router() -> Router<AppState> {
 /// edited and deleted, read cursors, members added and removed, chats created, renamed and
 /// deleted, the caller's own changes from other devices included.
 ///
-/// Take a token (no `since`) before loading the chats; on every reconnect, ask with the last
+/// Take a token (no `since`) before loading the chats, and start each loaded chat from its
+/// `last_pos`. On every reconnect, and when a live event skips a position, ask with the last
 /// `next` until `has_more` is false, applying each change whose `pos` is above the highest
-/// applied for its chat, then go on with the socket's events by the same rule. A token older
+/// applied for its chat; between syncs, apply a live event only when its `pos` is the next one
+/// for its chat (events can arrive out of order; the feed brings any that skip). A token older
 /// than the change log's retention (30 days unless configured) is answered 410
 /// `sync_expired`: load the chats again and start over.
 #[utoipa::path(get, path = "/api/sync", tag = "sync", security(("bearer" = [])),

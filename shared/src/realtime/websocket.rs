@@ -206,6 +206,7 @@ fn error_reply(code: &str, detail: impl Into<String>) -> Reply {
     Reply::Error {
         code: code.to_owned(),
         detail: detail.into(),
+        client_id: None,
     }
 }
 
@@ -337,9 +338,18 @@ async fn act(
             content,
             client_id,
         } => {
+            // A refusal names the send it answers.
+            let refused = |reply: Reply| match reply {
+                Reply::Error { code, detail, .. } => Reply::Error {
+                    code,
+                    detail,
+                    client_id: client_id.clone(),
+                },
+                other => other,
+            };
             let chat_id = match chat_of(chat_id) {
                 Ok(c) => c,
-                Err(reply) => return Some(reply),
+                Err(reply) => return Some(refused(reply)),
             };
             match messages::send(db, caller, chat_id, content, client_id.clone()).await {
                 Ok(outcome) => {
@@ -353,7 +363,7 @@ async fn act(
                     state.push.deliver(outcome).await;
                     None
                 }
-                Err(e) => Some(from_error(&e)),
+                Err(e) => Some(refused(from_error(&e))),
             }
         }
         Frame::Typing { chat_id } => match chat_of(chat_id) {

@@ -55,6 +55,10 @@ pub struct ChatView {
     pub last_read_seq: i64,
     /// The newest message's `seq` (0 when there is none).
     pub last_seq: i64,
+    /// The position (`pos`) of the chat's newest change when this answer was read: a client
+    /// that then loads the chat's messages and members can start from it, applying only changes
+    /// with a higher `pos`.
+    pub last_pos: i64,
 }
 
 impl ChatView {
@@ -86,6 +90,7 @@ impl ChatView {
             role: row.role,
             last_read_seq: row.last_read_seq,
             last_seq: chat.last_seq,
+            last_pos: chat.last_pos,
         }
     }
 }

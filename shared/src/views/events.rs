@@ -14,9 +14,11 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 
 /// Every change of a chat (messages, read cursors, members, the chat itself) carries `pos`: its
 /// position in the chat, 1, 2, 3, ... without gaps and in the order the changes happened. A
-/// client keeps the highest `pos` it applied per chat and applies only higher ones; a jump
-/// past the next one means a change is still on its way or was missed (`GET /api/sync`).
-/// `typing` and `user.status` are not changes and have no `pos`.
+/// client keeps the highest `pos` it applied per chat (a loaded chat's `last_pos` to start
+/// with) and applies a live event only when its `pos` is the next one. Events of one chat can
+/// arrive out of order (their pushes run concurrently) and a failed push loses one, so an event
+/// further ahead is left alone and `GET /api/sync` brings it with the one before it. `typing`
+/// and `user.status` are not changes and have no `pos`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(tag = "type")]
 pub enum Event {
@@ -103,6 +105,10 @@ pub enum Reply {
     Error {
         code: String,
         detail: String,
+        /// The `client_id` of the `sendMessage` that failed, so that a client can tell which of
+        /// its sends to retry (over HTTP, say); absent for other frames.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
     },
 }
 
@@ -146,6 +152,7 @@ mod tests {
         let json = serde_json::to_value(Reply::Error {
             code: "unknown_action".into(),
             detail: "x".into(),
+            client_id: None,
         })
         .expect("serializes");
         assert_eq!(json["type"], "error");
