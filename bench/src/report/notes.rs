@@ -299,9 +299,11 @@ impl Report {
             "Every change is logged for `GET /api/sync` in the statement that makes it. A send's \
              statement takes the chat's next change position in the same update that takes its \
              `seq` (the chat row is locked there already) and inserts one `changes` row (chat, \
-             position, kind, message id, the writing transaction's id) beside the message. This \
-             row runs the product's statement against the same statement without those two \
-             parts, both with the session check, {} clients on the send chats, in alternating \
+             position, kind, message id, the writing transaction's id) beside the message; it \
+             also compares the chat's membership position with the one its snapshot saw (when \
+             members changed while it waited for the lock, the push looks its audience up \
+             again). This row runs the product's statement against the statement as it was \
+             before the log, both with the session check, {} clients on the send chats, in alternating \
              runs: p50 {} → {}, p99 {} → {}, {} msgs/s against {}.",
             v.clients,
             ms(v.baseline.p50_ms),

@@ -725,3 +725,47 @@ async fn a_chats_changes_come_in_position_order_even_when_transactions_cross() {
     let (seen, _) = feed_from(&app, &alice, &next, 1).await;
     assert_eq!(seen, vec![], "nothing twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_while_a_send_waits_for_the_chat_does_not_get_the_message() {
+    use blockchat::db::changes::{Fields, Kind};
+
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let chat = app.group(&alice, "team", &[&bob, &carol]).await;
+    let mut carol_socket = app.connect(&carol, None).await;
+    let mut bob_socket = app.connect(&bob, None).await;
+    carol_socket.expect_status(&bob, "online").await;
+
+    // Carol's removal holds the chat's lock while bob's send starts and waits for it.
+    let mut removal = app.db.pool.begin().await.expect("begin");
+    blockchat::db::chats::lock(&mut *removal, chat)
+        .await
+        .expect("lock");
+    blockchat::db::members::remove(&mut *removal, chat, carol.id)
+        .await
+        .expect("remove");
+    let fields = Fields {
+        user_id: Some(carol.id),
+        audience: &[carol.id],
+        ..Fields::default()
+    };
+    blockchat::db::changes::record(&mut *removal, chat, Kind::MemberRemoved, fields)
+        .await
+        .expect("record")
+        .expect("the chat");
+    let send = app.send(&bob, chat, "after carol left");
+    let release = async {
+        app.db.until_waiting_for_locks(1).await;
+        removal.commit().await.expect("commit");
+    };
+    let (sent, ()) = tokio::join!(send, release);
+
+    // Bob hears of his message; carol, no longer a member, does not.
+    let event = bob_socket.expect("message.created").await;
+    assert_eq!(event["message"]["id"], sent["id"]);
+    assert_eq!(event["pos"], 3, "after the removal at 2");
+    carol_socket.expect_quiet().await;
+}

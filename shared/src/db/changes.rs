@@ -54,7 +54,7 @@ pub struct Fields<'a> {
 }
 
 /// Logs a change of `chat_id` at the chat's next position, taken under its row lock, and
-/// starts the memberships of `fields.joined` there. `None` when the chat is gone.
+/// starts the memberships of `fields.joined` there; a change of members moves `members_pos`. `None` when the chat is gone.
 pub async fn record(
     db: impl PgExecutor<'_>,
     chat_id: i64,
@@ -62,7 +62,10 @@ pub async fn record(
     fields: Fields<'_>,
 ) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar!(
-        r#"WITH p AS (UPDATE chats SET last_pos = last_pos + 1 WHERE id = $1 RETURNING last_pos),
+        r#"WITH p AS (UPDATE chats SET last_pos = last_pos + 1,
+                          members_pos = CASE WHEN $2 IN ('member.added', 'member.removed')
+                                             THEN last_pos + 1 ELSE members_pos END
+                      WHERE id = $1 RETURNING last_pos),
                 j AS (UPDATE chat_members SET joined_pos = p.last_pos FROM p
                       WHERE chat_members.chat_id = $1 AND chat_members.user_id = ANY($5))
            INSERT INTO changes (chat_id, pos, kind, user_id, value, user_ids, audience)

@@ -56,6 +56,9 @@ pub enum Sent {
         audience: Vec<String>,
         /// The change's position in the chat.
         pos: i64,
+        /// Members were added or removed while the send waited for the chat's lock: the
+        /// statement's snapshot, and so `audience`, predates that change.
+        members_moved: bool,
     },
     /// The same sender already sent this `client_id` in this chat.
     Duplicate(MessageRow),
@@ -90,7 +93,7 @@ pub async fn insert(
                  AND ($5::bigint IS NULL
                       OR EXISTS (SELECT 1 FROM sessions WHERE id = $5 AND user_id = $2
                                    AND revoked_at IS NULL AND expires_at > now()))
-               RETURNING last_seq, last_pos),
+               RETURNING last_seq, last_pos, members_pos),
            m AS (
                INSERT INTO messages (chat_id, seq, user_id, content, client_id)
                SELECT $1, s.last_seq, $2, $3, $4 FROM s RETURNING *),
@@ -110,7 +113,9 @@ pub async fn insert(
                      JOIN ws_connections wc ON wc.user_id = cm.user_id
                      WHERE cm.chat_id = $1 AND (wc.chat_id IS NULL OR wc.chat_id = $1))
                    AS "audience!",
-               s.last_pos AS "pos!"
+               s.last_pos AS "pos!",
+               s.members_pos <> (SELECT c.members_pos FROM chats c WHERE c.id = $1)
+                   AS "members_moved!"
            FROM m JOIN users u ON u.id = m.user_id, s"#,
         chat_id,
         user_id,
@@ -126,6 +131,7 @@ pub async fn insert(
             alone: i.alone,
             audience: i.audience,
             pos: i.pos,
+            members_moved: i.members_moved,
         })),
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("messages_client_id_key") => {
             // A concurrent retry of the same send won the race: answer with its message.

@@ -132,6 +132,7 @@ pub async fn send(
             alone,
             audience,
             pos,
+            members_moved,
         } => {
             let message = MessageView::new(row, alone);
             let event = Event::MessageCreated {
@@ -143,10 +144,25 @@ pub async fn send(
                 item: message,
                 created: true,
             })
-            // The insert listed the connections itself: no second query before the push.
-            .notify(Audience::Connections(audience), event))
+            .notify(send_audience(chat_id, audience, members_moved), event))
         }
         Sent::Duplicate(row) => retried(db, row).await,
+    }
+}
+
+/// Who hears of a send. The insert lists the connections itself, which saves a query before
+/// the push; but when members were added or removed while it waited for the chat's lock, its
+/// list predates that change (a member removed just before the message would still get it), so
+/// the connections are looked up again at delivery.
+fn send_audience(chat_id: i64, listed: Vec<String>, members_moved: bool) -> Audience {
+    if members_moved {
+        tracing::debug!(
+            chat_id,
+            "members changed during the send; audience looked up again"
+        );
+        Audience::Chat(chat_id)
+    } else {
+        Audience::Connections(listed)
     }
 }
 
